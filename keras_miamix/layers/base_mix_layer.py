@@ -1,0 +1,321 @@
+"""The base of every mixing layer: one input/output contract for all methods."""
+
+import keras
+import tensorflow as tf
+
+from keras_miamix.ops.mixing import check_batch_sizes
+from keras_miamix.ops.mixing import mix_batch
+from keras_miamix.ops.mixing import prepare_labels
+from keras_miamix.ops.sampling import fold_seed
+from keras_miamix.ops.sampling import random_permutation
+from keras_miamix.ops.sampling import sample_beta
+
+IMAGES = "images"
+LABELS = "labels"
+SAMPLE_WEIGHT = "sample_weight"
+SEGMENTATION_MASKS = "segmentation_masks"
+_DICT_KEYS = (IMAGES, LABELS, SAMPLE_WEIGHT, SEGMENTATION_MASKS)
+
+
+def check_positive(name, value):
+    if not value > 0:
+        raise ValueError(f"`{name}` must be positive; received {name}={value!r}.")
+
+
+def check_probability(name, value):
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1]; received {name}={value!r}.")
+
+
+def check_range(name, value, low=None, high=None, integer=False):
+    """Checks a `(min, max)` pair with `low <= min <= max <= high`."""
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a pair (min, max); received {name}={value!r}."
+        ) from None
+    ok = lo <= hi and (low is None or lo >= low) and (high is None or hi <= high)
+    if integer:
+        ok = ok and int(lo) == lo and int(hi) == hi
+    if not ok:
+        bounds = f" within [{low}, {high}]" if low is not None or high is not None else ""
+        raise ValueError(
+            f"`{name}` must be a pair (min, max) with min <= max{bounds}; "
+            f"received {name}={value!r}."
+        )
+    return (lo, hi)
+
+
+class BaseMixLayer(keras.layers.Layer):
+    """Base class of the mixing layers.
+
+    A subclass only says how to draw masks (`generate_masks`); this class
+    handles the input structures, labels, dtypes, data format, seeds and the
+    mixing itself (through `keras_miamix.ops.mix_batch`).
+
+    Inputs, all batched (call `ds.batch()` before `ds.map(layer)`):
+
+    * `images` alone;
+    * a tuple `(images, labels)` or `(images, labels, sample_weight)`;
+    * a dict with "images" and optionally "labels", "sample_weight" and
+      "segmentation_masks".
+
+    The output has the input's structure. Images may be float16, bfloat16,
+    float32 or uint8 (uint8 comes out as float32; floats keep their dtype), of
+    any size and channel count, channels-last or channels-first. Labels may be
+    one-hot or soft floats (B, K), or integers (B,) or (B, 1) with
+    `num_classes`; they come out as float32 (B, K).
+
+    Args:
+        num_classes: number of classes, needed for integer labels.
+        label_smoothing: label smoothing in [0, 1) applied before mixing.
+        data_format: "channels_last" or "channels_first" (default: Keras'
+            image data format).
+        seed: integer seed. The same seed gives the same draws run to run;
+            every call advances the layer's seed state, so two batches in a
+            row get different draws.
+    """
+
+    def __init__(
+        self,
+        num_classes=None,
+        label_smoothing=0.0,
+        data_format=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
+            raise ValueError(
+                "`num_classes` must be a positive integer or None; received "
+                f"num_classes={num_classes!r}."
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                "`label_smoothing` must be in [0, 1); received "
+                f"label_smoothing={label_smoothing!r}."
+            )
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.label_smoothing = float(label_smoothing)
+        data_format = data_format or keras.config.image_data_format()
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(
+                "`data_format` must be 'channels_last' or 'channels_first'; "
+                f"received data_format={data_format!r}."
+            )
+        self.data_format = data_format
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.supports_jit = True
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
+    # ------------------------------------------------------------------ hooks
+    def generate_masks(self, batch_size, height, width, seed):
+        """Returns a dict with "masks" (B, H, W, 1), "lam" (B,) and optionally
+        "source_index" (B, H, W). Implemented by every method."""
+        raise NotImplementedError
+
+    def mix(self, data, seed):
+        """Mixes unpacked, channels-last float data; returns (outputs, info).
+
+        The default pairs each sample with a random permutation of the batch and
+        uses `generate_masks`; MiAMix overrides it.
+        """
+        images = data[IMAGES]
+        batch = tf.shape(images)[0]
+        height, width = _spatial_size(images)
+        perm = random_permutation(batch, _fold(seed, 101))
+        gen = self.generate_masks(batch, height, width, _fold(seed, 102))
+        out = mix_batch(
+            images,
+            gen["masks"],
+            perm,
+            labels=data.get(LABELS),
+            sample_weight=data.get(SAMPLE_WEIGHT),
+            segmentation_masks=data.get(SEGMENTATION_MASKS),
+            source_index=gen.get("source_index"),
+        )
+        info = {
+            "masks": gen["masks"],
+            "partner_index": perm,
+            "label_weights": out["label_weights"],
+            "lam": gen["lam"],
+        }
+        return out, info
+
+    # ------------------------------------------------------------------- call
+    def call(self, inputs, labels=None, sample_weight=None, training=True, return_info=False):
+        """Mixes a batch.
+
+        Args:
+            inputs: images, a tuple or a dict (see the class docstring).
+            labels: labels, when `inputs` are images; `ds.map(layer)` on a
+                dataset of `(images, labels)` tuples passes them this way.
+            sample_weight: sample weights, likewise.
+            training: when False the inputs come back unchanged.
+            return_info: also return a dict with the per-sample "masks"
+                (B, H, W, 1) (1 keeps the anchor), "partner_index" (B,),
+                "label_weights" (B,) (the anchor's label share) and "lam" (B,)
+                (the sampled ratio); subclasses add more.
+        """
+        if labels is not None:
+            inputs = (inputs, labels) if sample_weight is None else (inputs, labels, sample_weight)
+        elif sample_weight is not None:
+            raise ValueError("`sample_weight` was given without `labels`.")
+        if not training:
+            return (inputs, None) if return_info else inputs
+        data, repack = self._unpack(inputs)
+        images = data[IMAGES]
+        in_dtype = images.dtype
+        compute_images = tf.cast(images, tf.float32)
+        channels_first = self.data_format == "channels_first"
+        if channels_first:
+            compute_images = tf.transpose(compute_images, [0, 2, 3, 1])
+            if SEGMENTATION_MASKS in data and data[SEGMENTATION_MASKS].shape.rank == 4:
+                data[SEGMENTATION_MASKS] = tf.transpose(data[SEGMENTATION_MASKS], [0, 2, 3, 1])
+        data[IMAGES] = compute_images
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        out, info = self.mix(data, seed)
+        mixed = out[IMAGES]
+        if channels_first:
+            mixed = tf.transpose(mixed, [0, 3, 1, 2])
+            if SEGMENTATION_MASKS in out and out[SEGMENTATION_MASKS].shape.rank == 4:
+                out[SEGMENTATION_MASKS] = tf.transpose(out[SEGMENTATION_MASKS], [0, 3, 1, 2])
+        out_dtype = tf.float32 if (in_dtype.is_integer or in_dtype == tf.bool) else in_dtype
+        out[IMAGES] = tf.cast(mixed, out_dtype)
+        result = repack(out)
+        return (result, info) if return_info else result
+
+    def _unpack(self, inputs):
+        """Returns (dict of tensors, function that rebuilds the structure)."""
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - set(_DICT_KEYS)
+            if unknown or IMAGES not in inputs:
+                raise ValueError(
+                    f"{type(self).__name__} takes a dict with the key 'images' "
+                    f"and optionally {_DICT_KEYS[1:]}; received keys "
+                    f"{sorted(inputs)}."
+                )
+            data = {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
+
+            def repack(out):
+                return {k: out[k] for k in inputs}
+
+        elif isinstance(inputs, (tuple, list)):
+            if len(inputs) not in (2, 3):
+                raise ValueError(
+                    f"{type(self).__name__} takes a tuple (images, labels) or "
+                    "(images, labels, sample_weight); received a "
+                    f"{type(inputs).__name__} of length {len(inputs)}."
+                )
+            keys = (IMAGES, LABELS, SAMPLE_WEIGHT)[: len(inputs)]
+            data = {k: tf.convert_to_tensor(v) for k, v in zip(keys, inputs)}
+
+            def repack(out):
+                return tuple(out[k] for k in keys)
+
+        else:
+            data = {IMAGES: tf.convert_to_tensor(inputs)}
+
+            def repack(out):
+                return out[IMAGES]
+
+        images = data[IMAGES]
+        if images.shape.rank != 4:
+            raise ValueError(
+                f"{type(self).__name__} expects a batch of images of rank 4 "
+                "(batch, height, width, channels) or (batch, channels, height, "
+                f"width); received images of shape {images.shape}. In tf.data, "
+                "call `ds.batch(...)` before `ds.map(layer)`."
+            )
+        if not (images.dtype.is_floating or images.dtype.is_integer):
+            raise ValueError(
+                f"`images` must be floating or integer; received dtype {images.dtype.name}."
+            )
+        if LABELS in data:
+            data[LABELS] = prepare_labels(
+                data[LABELS], self.num_classes, self.label_smoothing
+            )
+        if SAMPLE_WEIGHT in data:
+            sw = tf.cast(data[SAMPLE_WEIGHT], tf.float32)
+            if sw.shape.rank == 2 and sw.shape[-1] == 1:
+                sw = sw[:, 0]
+            if sw.shape.rank != 1:
+                raise ValueError(
+                    "`sample_weight` must have shape (batch,) or (batch, 1); "
+                    f"received shape {data[SAMPLE_WEIGHT].shape}."
+                )
+            data[SAMPLE_WEIGHT] = sw
+        if SEGMENTATION_MASKS in data and data[SEGMENTATION_MASKS].shape.rank not in (3, 4):
+            raise ValueError(
+                "`segmentation_masks` must have shape (batch, height, width) or "
+                "(batch, height, width, classes); received shape "
+                f"{data[SEGMENTATION_MASKS].shape}."
+            )
+        check_batch_sizes(
+            images,
+            labels=data.get(LABELS),
+            sample_weight=data.get(SAMPLE_WEIGHT),
+            segmentation_masks=data.get(SEGMENTATION_MASKS),
+        )
+        return data, repack
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "label_smoothing": self.label_smoothing,
+                "data_format": self.data_format,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+_fold = fold_seed
+
+
+def _spatial_size(images):
+    """(height, width) as Python ints when static, else scalar tensors."""
+    shape = tf.shape(images)
+    h = images.shape[1] if images.shape[1] is not None else shape[1]
+    w = images.shape[2] if images.shape[2] is not None else shape[2]
+    return h, w
+
+
+class BetaMixLayer(BaseMixLayer):
+    """A mixing layer whose anchor share is lam ~ Beta(alpha, alpha) per sample.
+
+    Subclasses set `mask_function` (a generator of `keras_miamix.ops.masks`)
+    and, through `mask_kwargs`, its extra arguments.
+
+    Args:
+        alpha: concentration of the symmetric Beta distribution, > 0.
+        **kwargs: see `BaseMixLayer`.
+    """
+
+    mask_function = None
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        check_positive("alpha", alpha)
+        self.alpha = float(alpha)
+
+    def mask_kwargs(self):
+        return {}
+
+    def generate_masks(self, batch_size, height, width, seed):
+        lam = sample_beta([batch_size], self.alpha, self.alpha, _fold(seed, 1))
+        masks = type(self).mask_function(lam, height, width, _fold(seed, 2), **self.mask_kwargs())
+        return {"masks": masks, "lam": lam}
+
+    def get_config(self):
+        config = super().get_config()
+        config["alpha"] = self.alpha
+        return config

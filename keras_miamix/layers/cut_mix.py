@@ -1,0 +1,35 @@
+import keras
+
+from keras_miamix.layers.base_mix_layer import BetaMixLayer
+from keras_miamix.ops.masks import cutmix_mask
+
+
+@keras.saving.register_keras_serializable(package="keras_miamix")
+class CutMix(BetaMixLayer):
+    """CutMix: pastes a box of the partner into the anchor.
+
+    Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers
+    with Localizable Features", ICCV 2019. Per sample, lam ~ Beta(alpha, alpha)
+    and the box is `H * sqrt(1 - lam)` by `W * sqrt(1 - lam)` around a uniform
+    centre, clipped at the border (the official code). The label weight is the
+    fraction of pixels actually kept from the anchor, computed *after*
+    clipping, so it always matches the image.
+
+    Args:
+        alpha: Beta concentration, > 0. Defaults to 1.0.
+        num_classes: needed for integer labels.
+        label_smoothing: applied to the labels before mixing.
+        data_format: "channels_last" or "channels_first".
+        seed: integer seed for reproducible draws.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = CutMix(num_classes=10, seed=0)
+    >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> mixed = layer({"images": images, "labels": np.arange(8) % 10})
+    >>> mixed["images"].shape
+    TensorShape([8, 32, 32, 3])
+    """
+
+    mask_function = staticmethod(cutmix_mask)

@@ -1,0 +1,343 @@
+"""Mask generators: one pure, batch-first function per mixing method.
+
+Every generator has the signature `(lam, height, width, seed, **params)` and
+returns float32 masks of shape (B, H, W, 1) in [0, 1], where `lam` (B,) is the
+share of the *anchor* image x_i that the mask should keep and where a mask
+value of 1 keeps the anchor and 0 takes the partner x_j. The mixing function in
+`keras_miamix.ops.mixing` then computes `mask * x_i + (1 - mask) * x_j` and takes
+the label weight from the mask's mean, so the label always matches the pixels.
+
+ResizeMix, which pastes the whole (resized) partner, also returns the source
+pixel of the partner for every output pixel.
+
+Everything is vectorised over the batch (one mask per sample, no loop, no
+`tf.map_fn`) and compiles under `tf.function(jit_compile=True)`.
+"""
+
+import math
+
+import tensorflow as tf
+
+from keras_miamix.ops.sampling import fold_seed
+from keras_miamix.ops.sampling import normal
+from keras_miamix.ops.sampling import sample_uniform
+
+
+def _grid(height, width):
+    """Row and column indices as float32 tensors of shape (1, H, W)."""
+    rows = tf.cast(tf.range(height), tf.float32)[None, :, None]
+    cols = tf.cast(tf.range(width), tf.float32)[None, None, :]
+    return rows, cols
+
+
+def _batch_size(lam):
+    return tf.shape(lam)[0]
+
+
+def _box_mask(y1, y2, x1, x2, height, width):
+    """(B, H, W, 1) masks that are 0 inside [y1, y2) x [x1, x2) and 1 outside."""
+    rows, cols = _grid(height, width)
+    y1, y2, x1, x2 = (tf.cast(v, tf.float32)[:, None, None] for v in (y1, y2, x1, x2))
+    inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
+    return 1.0 - tf.cast(inside, tf.float32)[..., None]
+
+
+def _clipped_box(cut_h, cut_w, height, width, seed):
+    """Box of size (cut_h, cut_w) around a uniform integer centre, clipped.
+
+    Follows the official CutMix code: centre (cy, cx) uniform on the pixel grid,
+    corners `c -/+ cut // 2` clipped to the image.
+    """
+    batch = tf.shape(cut_h)[0]
+    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    cy = tf.floor(sample_uniform([batch], fold_seed(seed, 1)) * hf)
+    cx = tf.floor(sample_uniform([batch], fold_seed(seed, 2)) * wf)
+    half_h, half_w = tf.floor(cut_h / 2.0), tf.floor(cut_w / 2.0)
+    y1 = tf.clip_by_value(cy - half_h, 0.0, hf)
+    y2 = tf.clip_by_value(cy + half_h, 0.0, hf)
+    x1 = tf.clip_by_value(cx - half_w, 0.0, wf)
+    x2 = tf.clip_by_value(cx + half_w, 0.0, wf)
+    return y1, y2, x1, x2
+
+
+def mixup_mask(lam, height, width, seed=None):
+    """MixUp (Zhang et al., 2018): the constant mask `lam`."""
+    del seed
+    lam = tf.cast(lam, tf.float32)
+    return tf.broadcast_to(lam[:, None, None, None], [_batch_size(lam), height, width, 1])
+
+
+def cutmix_mask(lam, height, width, seed):
+    """CutMix (Yun et al., 2019): a box of the partner in the anchor.
+
+    The box is `H * sqrt(1 - lam)` by `W * sqrt(1 - lam)` (truncated to whole
+    pixels as in the official code), centred at a uniform pixel and clipped at
+    the border. Clipping shrinks the box, so the mask's mean (the label weight)
+    is at least `lam`.
+    """
+    lam = tf.cast(lam, tf.float32)
+    ratio = tf.sqrt(1.0 - lam)
+    cut_h = tf.floor(tf.cast(height, tf.float32) * ratio)
+    cut_w = tf.floor(tf.cast(width, tf.float32) * ratio)
+    y1, y2, x1, x2 = _clipped_box(cut_h, cut_w, height, width, seed)
+    return _box_mask(y1, y2, x1, x2, height, width)
+
+
+def fourier_grey_masks(batch_size, height, width, decay_power, seed):
+    """Low-frequency grey images of FMix, (B, H, W), before binarisation.
+
+    Fourier coefficients are standard complex normals scaled by
+    `1 / max(f, 1 / max(H, W)) ** decay_power`; the inverse real FFT gives the
+    grey image (the official FMix code, vectorised over the batch).
+    """
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    w_half = width // 2 + 1
+    # numpy.fft.fftfreq(height) and rfftfreq(width).
+    ky = tf.cast(tf.range(height), tf.float32)
+    ky = tf.where(ky < tf.math.ceil(h / 2.0), ky, ky - h) / h
+    kx = tf.cast(tf.range(w_half), tf.float32) / w
+    freqs = tf.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+    scale = 1.0 / tf.maximum(freqs, 1.0 / tf.maximum(h, w)) ** decay_power
+    shape = [batch_size, height, w_half]
+    real = normal(shape, fold_seed(seed, 1)) * scale
+    imag = normal(shape, fold_seed(seed, 2)) * scale
+    return tf.signal.irfft2d(tf.complex(real, imag), fft_length=[height, width])
+
+
+def binarise_top_fraction(grey, lam, seed, max_soft=0.0):
+    """Sets the `lam * N` largest pixels of each grey mask to 1, the rest to 0.
+
+    `grey` is (B, H, W); the count is ceil or floor of `lam * H * W` with equal
+    chance (official FMix). With `max_soft > 0` the `soft` pixels either side
+    of the threshold ramp linearly from 1 to 0, where `soft = N * min(max_soft,
+    lam, 1 - lam)`. One sort per batch, then ranks by a scatter: no loop.
+
+    Returns:
+        (B, H, W, 1) float32 masks.
+    """
+    batch = tf.shape(grey)[0]
+    height, width = tf.shape(grey)[1], tf.shape(grey)[2]
+    n = height * width
+    flat = tf.reshape(grey, [batch, n])
+    order = tf.argsort(flat, axis=-1, direction="DESCENDING", stable=True)
+    batch_idx = tf.broadcast_to(tf.range(batch)[:, None], [batch, n])
+    positions = tf.broadcast_to(tf.range(n)[None, :], [batch, n])
+    ranks = tf.tensor_scatter_nd_update(
+        tf.zeros([batch, n], tf.int32), tf.stack([batch_idx, order], -1), positions
+    )
+    lam = tf.cast(lam, tf.float32)
+    target = lam * tf.cast(n, tf.float32)
+    use_ceil = sample_uniform([batch], seed) > 0.5
+    num = tf.where(use_ceil, tf.math.ceil(target), tf.floor(target))
+    ranks_f = tf.cast(ranks, tf.float32)
+    if max_soft and max_soft > 0.0:
+        eff = tf.minimum(tf.minimum(float(max_soft), lam), 1.0 - lam)
+        soft = tf.floor(tf.cast(n, tf.float32) * eff)
+        low = (num - soft)[:, None]
+        span = tf.maximum(2.0 * soft[:, None], 1.0)
+        # np.linspace(1, 0, 2 * soft) over ranks [num - soft, num + soft).
+        ramp = 1.0 - (ranks_f - low) / tf.maximum(span - 1.0, 1.0)
+        mask = tf.where(
+            ranks_f < low, 1.0, tf.where(ranks_f >= low + 2.0 * soft[:, None], 0.0, ramp)
+        )
+    else:
+        mask = tf.cast(ranks_f < num[:, None], tf.float32)
+    return tf.reshape(mask, [batch, height, width, 1])
+
+
+def fmix_mask(lam, height, width, seed, decay_power=3.0, max_soft=0.0):
+    """FMix (Harris et al., 2020): a thresholded low-frequency Fourier image.
+
+    The anchor keeps the `lam * H * W` (ceil or floor, equal chance) brightest
+    pixels of a random low-frequency grey image; see `fourier_grey_masks` and
+    `binarise_top_fraction`.
+    """
+    lam = tf.cast(lam, tf.float32)
+    grey = fourier_grey_masks(_batch_size(lam), height, width, decay_power, fold_seed(seed, 1))
+    return binarise_top_fraction(grey, lam, fold_seed(seed, 2), max_soft=max_soft)
+
+
+def gridmix_mask(
+    lam,
+    height,
+    width,
+    seed,
+    n_holes=(2, 6),
+    hole_aspect_ratio=(1.0, 1.0),
+    cut_area_ratio=(0.5, 1.0),
+    cut_aspect_ratio=(0.5, 2.0),
+):
+    """GridMix (Baek et al., 2021): a grid of partner holes inside a crop.
+
+    Follows OpenMixup's `gridmix`, with every random choice made per sample:
+    a crop of area `cut_area_ratio * H * W` and aspect `cut_aspect_ratio`
+    (both uniform in their ranges) at a uniform position; `n_holes` (an integer
+    uniform in the inclusive range) cells across the crop, each cell of width
+    `ceil(crop_w / n_holes)` and height `cell_w * hole_aspect_ratio`; in each
+    cell a hole of `sqrt(1 - lam)` of the cell's sides (at least one pixel,
+    at most the cell side minus one) takes the partner. Unlike the official code
+    the crop is clipped to the image when the aspect ratio would make it wider
+    or taller than the image.
+    """
+    lam = tf.cast(lam, tf.float32)
+    batch = _batch_size(lam)
+    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+
+    def uniform(rng, salt):
+        return sample_uniform([batch], fold_seed(seed, salt), float(rng[0]), float(rng[1]))
+
+    holes = tf.floor(uniform((n_holes[0], n_holes[1] + 1), 1))
+    holes = tf.minimum(holes, float(n_holes[1]))
+    hole_ar = uniform(hole_aspect_ratio, 2)
+    area = tf.floor(hf * wf * uniform(cut_area_ratio, 3))
+    aspect = uniform(cut_aspect_ratio, 4)
+    cut_w = tf.minimum(tf.floor(tf.sqrt(area / aspect)), wf)
+    cut_h = tf.minimum(tf.floor(cut_w * aspect), hf)
+    xc1 = tf.floor((wf - cut_w) * uniform((0.0, 1.0), 5))
+    yc1 = tf.floor((hf - cut_h) * uniform((0.0, 1.0), 6))
+    cell_w = tf.maximum(tf.math.ceil(cut_w / holes), 1.0)
+    cell_h = tf.maximum(tf.floor(cell_w * hole_ar), 1.0)
+    ratio = tf.sqrt(1.0 - lam)
+    hole_w = tf.minimum(tf.maximum(tf.floor(cell_w * ratio), 1.0), cell_w - 1.0)
+    hole_h = tf.minimum(tf.maximum(tf.floor(cell_h * ratio), 1.0), cell_h - 1.0)
+
+    rows, cols = _grid(height, width)
+
+    def per_sample(v):
+        return v[:, None, None]
+
+    dy = rows - per_sample(yc1)
+    dx = cols - per_sample(xc1)
+    in_crop = (dy >= 0) & (dy < per_sample(cut_h)) & (dx >= 0) & (dx < per_sample(cut_w))
+    in_hole_y = tf.math.floormod(dy, per_sample(cell_h)) < per_sample(hole_h)
+    in_hole_x = tf.math.floormod(dx, per_sample(cell_w)) < per_sample(hole_w)
+    partner = in_crop & in_hole_y & in_hole_x
+    return 1.0 - tf.cast(partner, tf.float32)[..., None]
+
+
+def _gaussian_mask(lam, height, width, seed, inverse_metric=None):
+    """Shared kernel of GMix and AGMix.
+
+    The partner's region is `exp(-pi * d^T S^-1 d / ((1 - lam) * H * W))` around a
+    uniform centre, with `S^-1` the identity (GMix) or `inverse_metric` (B, 2, 2)
+    of determinant one (AGMix); its integral over the plane is
+    `(1 - lam) * H * W`, so before border truncation the partner's share is
+    `1 - lam`. The mask (anchor weight) is one minus the kernel.
+    """
+    lam = tf.cast(lam, tf.float32)
+    batch = _batch_size(lam)
+    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    cy = sample_uniform([batch], fold_seed(seed, 1)) * hf
+    cx = sample_uniform([batch], fold_seed(seed, 2)) * wf
+    rows, cols = _grid(height, width)
+    # Pixel centres at +0.5 so the kernel is symmetric on the pixel grid.
+    dy = rows + 0.5 - cy[:, None, None]
+    dx = cols + 0.5 - cx[:, None, None]
+    if inverse_metric is None:
+        quad = dy * dy + dx * dx
+    else:
+        a = inverse_metric[:, 0, 0][:, None, None]
+        b = inverse_metric[:, 0, 1][:, None, None]
+        c = inverse_metric[:, 1, 1][:, None, None]
+        quad = a * dy * dy + 2.0 * b * dy * dx + c * dx * dx
+    partner_share = tf.maximum(1.0 - lam, 1e-6)[:, None, None]
+    kernel = tf.exp(-math.pi * quad / (partner_share * hf * wf))
+    kernel = tf.where(partner_share <= 1e-6, tf.zeros_like(kernel), kernel)
+    return (1.0 - kernel)[..., None]
+
+
+def gmix_mask(lam, height, width, seed):
+    """GMix (Park et al., 2022; MiAMix paper eq. 3-4): a Gaussian hole.
+
+    The paper's kernel `exp(-|p - c|^2 / (2 sigma^2))`, `sigma = sqrt(lam) N`,
+    has an area of `2 pi lam N^2`, far more than the image for most lambdas.
+    Following the official code (naver-ai/hmix-gmix) and the project's method
+    notes, the kernel is `exp(-pi |p - c|^2 / (s H W))` with `s = 1 - lam` the
+    partner's share, whose integral is `s H W` (H * W in place of H^2 so that
+    non-square images keep the requested share). The label weight is the mask's
+    mean, which border truncation makes a little larger than `lam`.
+    """
+    return _gaussian_mask(lam, height, width, seed)
+
+
+def agmix_inverse_metric(batch_size, seed, max_correlation=0.95):
+    """Random inverse metrics `S^-1` of AGMix, (B, 2, 2), determinant one.
+
+    `S = R [[1, q], [q, 1]] R^T / sqrt(1 - q^2)` with `q ~ U(-max_correlation,
+    max_correlation)` and a rotation `R` by `theta ~ U(0, pi)`; dividing by
+    `sqrt(det) = sqrt(1 - q^2)` keeps the kernel's area at the requested share
+    whatever q and theta are.
+    """
+    q = sample_uniform([batch_size], fold_seed(seed, 1), -max_correlation, max_correlation)
+    theta = sample_uniform([batch_size], fold_seed(seed, 2), 0.0, math.pi)
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    # [[1, q], [q, 1]]^-1 = [[1, -q], [-q, 1]] / (1 - q^2); times sqrt(1 - q^2).
+    norm = 1.0 / tf.sqrt(1.0 - q * q)
+    m00, m01, m11 = norm, -q * norm, norm
+    # R M R^T with R = [[cos, -sin], [sin, cos]].
+    a = cos * cos * m00 - 2.0 * cos * sin * m01 + sin * sin * m11
+    b = cos * sin * (m00 - m11) + (cos * cos - sin * sin) * m01
+    c = sin * sin * m00 + 2.0 * cos * sin * m01 + cos * cos * m11
+    return tf.stack([tf.stack([a, b], -1), tf.stack([b, c], -1)], -2)
+
+
+def agmix_mask(lam, height, width, seed, max_correlation=0.95):
+    """AGMix (MiAMix paper, section 3.1): GMix with a random rotated covariance.
+
+    The Gaussian's covariance is `R [[1, q], [q, 1]] R^T`, `q ~ U(-1, 1)` kept
+    within `max_correlation` (0.95) so that it stays invertible, `R` a random
+    rotation. It is normalised to determinant one (divided by `sqrt(1 - q^2)`)
+    so that the kernel's area stays `(1 - lam) H W` whatever q and the rotation
+    are (the project's method notes); see `gmix_mask` for the kernel.
+    """
+    lam = tf.cast(lam, tf.float32)
+    inv = agmix_inverse_metric(_batch_size(lam), fold_seed(seed, 7), max_correlation)
+    return _gaussian_mask(lam, height, width, seed, inverse_metric=inv)
+
+
+def resizemix_mask(tau, height, width, seed):
+    """ResizeMix (Qin et al., 2020): the partner resized into a box.
+
+    The box is `tau * W` by `tau * H` around a uniform integer centre, clipped at
+    the border (OpenMixup's `resizemix`); the whole partner image is resized
+    (nearest neighbour, the official default) into the clipped box.
+
+    Args:
+        tau: (B,) box scales, e.g. U(0.1, 0.8).
+
+    Returns:
+        masks: (B, H, W, 1), 0 inside the box.
+        source_index: (B, H, W) int32, for every output pixel the flat index
+            `row * W + col` of the partner pixel to take (the identity outside
+            the box, where the anchor is kept anyway).
+    """
+    tau = tf.cast(tau, tf.float32)
+    cut_h = tf.floor(tf.cast(height, tf.float32) * tau)
+    cut_w = tf.floor(tf.cast(width, tf.float32) * tau)
+    y1, y2, x1, x2 = _clipped_box(cut_h, cut_w, height, width, seed)
+    masks = _box_mask(y1, y2, x1, x2, height, width)
+    rows, cols = _grid(height, width)
+    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    box_h = tf.maximum(y2 - y1, 1.0)[:, None, None]
+    box_w = tf.maximum(x2 - x1, 1.0)[:, None, None]
+    # Nearest-neighbour source of each box pixel (PyTorch 'nearest': floor).
+    src_r = tf.floor((rows - y1[:, None, None]) * hf / box_h)
+    src_c = tf.floor((cols - x1[:, None, None]) * wf / box_w)
+    src_r = tf.clip_by_value(src_r, 0.0, hf - 1.0)
+    src_c = tf.clip_by_value(src_c, 0.0, wf - 1.0)
+    inside = masks[..., 0] < 0.5
+    src_r = tf.where(inside, src_r, rows + tf.zeros_like(src_r))
+    src_c = tf.where(inside, src_c, cols + tf.zeros_like(src_c))
+    source_index = tf.cast(src_r, tf.int32) * width + tf.cast(src_c, tf.int32)
+    return masks, source_index
+
+
+MASK_GENERATORS = {
+    "mixup": mixup_mask,
+    "cutmix": cutmix_mask,
+    "fmix": fmix_mask,
+    "gridmix": gridmix_mask,
+    "gmix": gmix_mask,
+    "agmix": agmix_mask,
+}

@@ -1,0 +1,171 @@
+"""The one mixing path shared by every mask-based method.
+
+`mix_batch` takes the per-sample masks (1 keeps the anchor x_i, 0 takes the
+partner x_j), the partner indices and whatever travels with the images, and
+returns
+
+* images   `mask * x_i + (1 - mask) * x_j`,
+* labels   `w * y_i + (1 - w) * y_j` with `w` the mean of the applied mask,
+* sample weights mixed with the same `w`,
+* segmentation masks taken pixel-wise from the image with the larger share
+  (`mask >= 0.5` keeps the anchor's), kept in their dtype and channel count.
+
+Helpers here also prepare labels (one-hot, smoothing) and validate inputs, so
+that every layer and model reports bad input the same way.
+"""
+
+import tensorflow as tf
+
+
+def label_weights(masks):
+    """Per-sample anchor share, the mean of each (B, H, W, 1) mask."""
+    return tf.reduce_mean(masks, axis=[1, 2, 3])
+
+
+def gather_partner_pixels(images, source_index):
+    """Takes, for each output pixel, the source pixel `source_index` (B, H, W)
+    (flat `row * W + col`) of the same sample."""
+    batch = tf.shape(images)[0]
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    flat = tf.reshape(images, [batch, height * width, -1])
+    out = tf.gather(flat, tf.reshape(source_index, [batch, -1]), batch_dims=1)
+    return tf.reshape(out, tf.shape(images))
+
+
+def mix_labels(labels, weights, partner_index):
+    """`w * y_i + (1 - w) * y_j` for (B, K) float labels (or (B,) weights)."""
+    labels = tf.convert_to_tensor(labels)
+    w = tf.cast(weights, labels.dtype)
+    partner = tf.gather(labels, partner_index)
+    w = tf.reshape(w, tf.concat([tf.shape(w), tf.ones([tf.rank(labels) - 1], tf.int32)], 0))
+    return w * labels + (1 - w) * partner
+
+
+def mix_batch(
+    images,
+    masks,
+    partner_index,
+    labels=None,
+    sample_weight=None,
+    segmentation_masks=None,
+    partner_images=None,
+    source_index=None,
+    label_weight=None,
+):
+    """Mixes a channels-last batch with per-sample masks.
+
+    Args:
+        images: (B, H, W, C) floating anchors x_i.
+        masks: (B, H, W, 1) in [0, 1]; 1 keeps the anchor.
+        partner_index: (B,) int32, the partner j of each sample i.
+        labels: optional (B, K) float labels.
+        sample_weight: optional (B,) sample weights.
+        segmentation_masks: optional (B, H, W) or (B, H, W, S) per-pixel labels.
+        partner_images: optional (B, H, W, C) batch the partners are taken from
+            (`partner_images[j]`); defaults to `images` (MiAMix passes a second
+            augmented view here).
+        source_index: optional (B, H, W) flat pixel index into the partner for
+            every output pixel (ResizeMix's resized paste).
+        label_weight: optional (B,) anchor weight for labels and sample
+            weights; defaults to the mask's mean. Only MiAMix's
+            `lambda_mode="orig"` ablation passes its sampled lambda here.
+
+    Returns:
+        dict with "images", "label_weights" and, when given, "labels",
+        "sample_weight" and "segmentation_masks".
+    """
+    if partner_images is None:
+        partner_images = images
+    partner = tf.gather(partner_images, partner_index)
+    if source_index is not None:
+        partner = gather_partner_pixels(partner, source_index)
+    m = tf.cast(masks, images.dtype)
+    out = {"images": m * images + (1 - m) * partner}
+    weights = label_weights(masks) if label_weight is None else label_weight
+    out["label_weights"] = weights
+    if labels is not None:
+        out["labels"] = mix_labels(labels, weights, partner_index)
+    if sample_weight is not None:
+        out["sample_weight"] = mix_labels(sample_weight, weights, partner_index)
+    if segmentation_masks is not None:
+        seg = tf.convert_to_tensor(segmentation_masks)
+        squeeze = seg.shape.rank == 3
+        if squeeze:
+            seg = seg[..., None]
+        seg_partner = tf.gather(seg, partner_index)
+        if source_index is not None:
+            seg_partner = gather_partner_pixels(seg_partner, source_index)
+        seg = tf.where(masks >= 0.5, seg, seg_partner)
+        out["segmentation_masks"] = seg[..., 0] if squeeze else seg
+    return out
+
+
+def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float32):
+    """Turns labels into (B, K) float rows, optionally smoothed.
+
+    Integer labels of shape (B,) or (B, 1) need `num_classes`; float labels are
+    taken as one-hot or soft rows of shape (B, K).
+
+    Raises:
+        ValueError: integer labels without `num_classes`, or a bad shape.
+    """
+    labels = tf.convert_to_tensor(labels)
+    rank = labels.shape.rank
+    if labels.dtype.is_integer or labels.dtype == tf.bool:
+        if num_classes is None:
+            raise ValueError(
+                "Integer class labels need `num_classes`: pass "
+                "`num_classes=K` to the layer (or one-hot float labels). "
+                f"Received labels of dtype {labels.dtype.name} and shape "
+                f"{labels.shape}."
+            )
+        if rank == 2 and labels.shape[-1] == 1:
+            labels = labels[:, 0]
+        elif rank != 1:
+            raise ValueError(
+                "Integer labels must have shape (batch,) or (batch, 1); "
+                f"received shape {labels.shape}."
+            )
+        labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=dtype)
+    else:
+        if rank != 2:
+            raise ValueError(
+                "Float labels must be one-hot or soft rows of shape "
+                f"(batch, num_classes); received shape {labels.shape}. For "
+                "class indices pass integer labels and `num_classes`."
+            )
+        if num_classes is not None and labels.shape[-1] not in (None, num_classes):
+            raise ValueError(
+                f"`num_classes={num_classes}` does not match labels of shape "
+                f"{labels.shape}."
+            )
+        labels = tf.cast(labels, dtype)
+    if label_smoothing:
+        k = tf.cast(tf.shape(labels)[-1], dtype)
+        labels = labels * (1.0 - label_smoothing) + label_smoothing / k
+    return labels
+
+
+def check_batch_sizes(images, **others):
+    """Raises a ValueError when a tensor's batch size differs from the images'.
+
+    Checked statically when both sizes are known, else at run time.
+    """
+    n = images.shape[0]
+    for name, value in others.items():
+        if value is None:
+            continue
+        m = value.shape[0]
+        if n is not None and m is not None:
+            if n != m:
+                raise ValueError(
+                    f"`{name}` has batch size {m} but `images` has batch size "
+                    f"{n}; they must match. Received {name} of shape "
+                    f"{value.shape} and images of shape {images.shape}."
+                )
+        else:
+            tf.debugging.assert_equal(
+                tf.shape(value)[0],
+                tf.shape(images)[0],
+                message=f"`{name}` and `images` have different batch sizes",
+            )

@@ -1,0 +1,50 @@
+"""Packaging for keras_miamix."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+version = {}
+exec((HERE / "keras_miamix" / "version.py").read_text(), version)
+
+setup(
+    name="keras_miamix",
+    version=version["__version__"],
+    description=(
+        "Mixed-sample data augmentation for Keras 3 on TensorFlow: MiAMix, "
+        "AutoMix, Manifold Mixup, MixUp, CutMix, FMix, GridMix, GMix, AGMix "
+        "and ResizeMix as XLA-compatible, vectorised Keras layers and models."
+    ),
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["keras_miamix", "keras_miamix.*"]),
+    python_requires=">=3.10",
+    # Lower bounds are the versions this package was tested with.
+    install_requires=[
+        "tensorflow>=2.21",
+        "keras>=3.15.1",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "vis": ["matplotlib>=3.8"],
+        "examples": ["tensorflow-datasets>=4.9.10", "matplotlib>=3.8"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "scipy>=1.11",
+            "tensorflow-probability[tf]>=0.25",
+            "tensorflow-datasets>=4.9.10",
+            "matplotlib>=3.8",
+            "ruff>=0.6",
+        ],
+        "bench": ["keras-cv>=0.9.0"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Keras",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
