@@ -146,6 +146,13 @@ class BaseMixLayer(keras.layers.Layer):
         return out, info
 
     # ------------------------------------------------------------------- call
+    def __call__(self, inputs, *args, **kwargs):
+        # Keras refuses nested arguments that mix tensors and numpy arrays;
+        # users pass (tf images, numpy labels) all the time, so convert first.
+        if isinstance(inputs, (tuple, list, dict)):
+            inputs = tf.nest.map_structure(_to_tensor, inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, labels=None, sample_weight=None, training=True, return_info=False):
         """Mixes a batch.
 
@@ -279,6 +286,12 @@ class BaseMixLayer(keras.layers.Layer):
 
 
 _fold = fold_seed
+
+
+def _to_tensor(value):
+    if isinstance(value, (tf.Tensor, tf.Variable, keras.KerasTensor)) or value is None:
+        return value
+    return tf.convert_to_tensor(value)
 
 
 def _spatial_size(images):
