@@ -15,6 +15,9 @@ def lam_grid(n=64):
 @pytest.mark.parametrize("name", sorted(masks.MASK_GENERATORS))
 def test_masks_shape_range_and_dtype(name):
     m = masks.MASK_GENERATORS[name](lam_grid(), 37, 53, SEED).numpy()
+    if name == "mixup":  # the constant mask comes compact and broadcasts
+        assert m.shape == (64, 1, 1, 1)
+        m = np.broadcast_to(m, (64, 37, 53, 1))
     assert m.shape == (64, 37, 53, 1)
     assert m.dtype == np.float32
     assert m.min() >= 0.0 and m.max() <= 1.0
@@ -26,7 +29,7 @@ def test_masks_compile_under_xla(name):
     fn = tf.function(lambda lam, s: gen(lam, 32, 32, s), jit_compile=True)
     compiled = fn(lam_grid(8), SEED).numpy()
     np.testing.assert_array_equal(compiled, fn(lam_grid(8), SEED).numpy())
-    assert compiled.shape == (8, 32, 32, 1)
+    compiled = np.broadcast_to(compiled, (8, 32, 32, 1))
     assert compiled.min() >= 0 and compiled.max() <= 1
     if name in ("mixup", "fmix"):  # exact shares: constant lam, top-k count
         np.testing.assert_allclose(compiled.mean((1, 2, 3)), lam_grid(8), atol=1.0 / 1024)
@@ -138,12 +141,13 @@ def test_agmix_metric_has_determinant_one_and_is_anisotropic():
 
 def test_resizemix_pastes_whole_partner_in_box():
     tau = tf.constant([0.5, 0.8, 0.3])
-    m, src = masks.resizemix_mask(tau, 32, 40, SEED)
-    m, src = m.numpy()[..., 0], src.numpy()
+    m, src_rows, src_cols = masks.resizemix_mask(tau, 32, 40, SEED)
+    m = m.numpy()[..., 0]
     for i in range(3):
         rows = np.where((m[i] == 0).any(1))[0]
         cols = np.where((m[i] == 0).any(0))[0]
-        src_r, src_c = src[i] // 40, src[i] % 40
+        src_r = np.broadcast_to(src_rows.numpy()[i][:, None], (32, 40))
+        src_c = np.broadcast_to(src_cols.numpy()[i][None, :], (32, 40))
         box_r = src_r[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         box_c = src_c[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         # The box starts at the partner's top-left pixel and reaches its far side.

@@ -114,7 +114,8 @@ class BaseMixLayer(keras.layers.Layer):
     # ------------------------------------------------------------------ hooks
     def generate_masks(self, batch_size, height, width, seed):
         """Returns a dict with "masks" (B, H, W, 1), "lam" (B,) and optionally
-        "source_index" (B, H, W). Implemented by every method."""
+        "source_rows" (B, H) and "source_cols" (B, W), a separable map of the
+        partner's pixels (ResizeMix). Implemented by every method."""
         raise NotImplementedError
 
     def mix(self, data, seed):
@@ -135,7 +136,8 @@ class BaseMixLayer(keras.layers.Layer):
             labels=data.get(LABELS),
             sample_weight=data.get(SAMPLE_WEIGHT),
             segmentation_masks=data.get(SEGMENTATION_MASKS),
-            source_index=gen.get("source_index"),
+            source_rows=gen.get("source_rows"),
+            source_cols=gen.get("source_cols"),
         )
         info = {
             "masks": gen["masks"],
@@ -185,6 +187,9 @@ class BaseMixLayer(keras.layers.Layer):
         data[IMAGES] = compute_images
         seed = tf.cast(self.seed_generator.next(), tf.int32)
         out, info = self.mix(data, seed)
+        if return_info:
+            shape = tf.shape(compute_images)
+            info["masks"] = tf.broadcast_to(info["masks"], tf.concat([shape[:3], [1]], 0))
         mixed = out[IMAGES]
         if channels_first:
             mixed = tf.transpose(mixed, [0, 3, 1, 2])

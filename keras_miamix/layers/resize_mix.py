@@ -36,8 +36,8 @@ class ResizeMix(BaseMixLayer):
 
     def generate_masks(self, batch_size, height, width, seed):
         tau = sample_uniform([batch_size], _fold(seed, 1), self.scope[0], self.scope[1])
-        masks, source_index = resizemix_mask(tau, height, width, _fold(seed, 2))
-        return {"masks": masks, "lam": 1.0 - tau * tau, "source_index": source_index}
+        masks, rows, cols = resizemix_mask(tau, height, width, _fold(seed, 2))
+        return {"masks": masks, "lam": 1.0 - tau * tau, "source_rows": rows, "source_cols": cols}
 
     def get_config(self):
         config = super().get_config()

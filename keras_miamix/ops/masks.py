@@ -1,7 +1,8 @@
 """Mask generators: one pure, batch-first function per mixing method.
 
 Every generator has the signature `(lam, height, width, seed, **params)` and
-returns float32 masks of shape (B, H, W, 1) in [0, 1], where `lam` (B,) is the
+returns float32 masks of shape (B, H, W, 1) in [0, 1] (MixUp's constant mask
+comes as (B, 1, 1, 1), which broadcasts the same way), where `lam` (B,) is the
 share of the *anchor* image x_i that the mask should keep and where a mask
 value of 1 keeps the anchor and 0 takes the partner x_j. The mixing function in
 `keras_miamix.ops.mixing` then computes `mask * x_i + (1 - mask) * x_j` and takes
@@ -61,10 +62,15 @@ def _clipped_box(cut_h, cut_w, height, width, seed):
 
 
 def mixup_mask(lam, height, width, seed=None):
-    """MixUp (Zhang et al., 2018): the constant mask `lam`."""
-    del seed
+    """MixUp (Zhang et al., 2018): the constant mask `lam`.
+
+    Returned as (B, 1, 1, 1), which broadcasts against (B, H, W, C) images and
+    has the same mean as the full mask, at a fraction of the cost; use
+    `tf.broadcast_to(mask, [B, H, W, 1])` for the full-size mask.
+    """
+    del seed, height, width
     lam = tf.cast(lam, tf.float32)
-    return tf.broadcast_to(lam[:, None, None, None], [_batch_size(lam), height, width, 1])
+    return lam[:, None, None, None]
 
 
 def cutmix_mask(lam, height, width, seed):
@@ -105,13 +111,64 @@ def fourier_grey_masks(batch_size, height, width, decay_power, seed):
     return tf.signal.irfft2d(tf.complex(real, imag), fft_length=[height, width])
 
 
+def top_count_mask(values, num, bins=256, levels=3):
+    """Boolean mask of the `num` largest entries of each row, without a sort.
+
+    Equal to taking the first `num` indices of a stable descending argsort
+    (ties broken by the lower index), up to a value resolution of
+    `bins ** -levels` of each row's range (2^-24 by default, finer than float32
+    values near 1). Each level builds a per-row histogram of the still
+    undecided entries with one segment sum, takes every bucket above the one
+    where the count crosses `num` and refines inside that bucket. Far cheaper
+    than argsort plus a rank scatter on CPU, and a handful of compiled ops
+    under XLA.
+
+    Args:
+        values: (B, N) floats normalised to [0, 1] per row.
+        num: (B,) int32 counts in [0, N].
+        bins, levels: histogram resolution.
+
+    Returns:
+        (B, N) boolean tensor with exactly `num[b]` True entries in row b.
+    """
+    batch = tf.shape(values)[0]
+    selected = tf.zeros_like(values, tf.bool)
+    candidate = tf.ones_like(values, tf.bool)
+    need = tf.cast(num, tf.int32)
+    low = tf.zeros([batch, 1])
+    width = tf.ones([batch, 1])
+    row_offset = tf.range(batch)[:, None] * bins
+    ones = tf.ones_like(values, tf.int32)
+    for _ in range(levels):
+        bucket = tf.cast(tf.floor((values - low) / width * bins), tf.int32)
+        bucket = tf.clip_by_value(bucket, 0, bins - 1)
+        segment = tf.where(candidate, bucket + row_offset, batch * bins)
+        hist = tf.math.unsorted_segment_sum(ones, segment, batch * bins + 1)[:-1]
+        hist = tf.reshape(hist, [batch, bins])
+        above = tf.cumsum(hist, axis=1, reverse=True, exclusive=True)
+        crossing = (above < need[:, None]) & (above + hist >= need[:, None])
+        b_star = tf.cast(tf.argmax(tf.cast(crossing, tf.int32), axis=1), tf.int32)
+        n_above = tf.gather(above, b_star[:, None], batch_dims=1)[:, 0]
+        active = need > 0
+        b_star = tf.where(active, b_star, bins)  # nothing left to take
+        n_above = tf.where(active, n_above, 0)
+        selected = selected | (candidate & (bucket > b_star[:, None]))
+        candidate = candidate & (bucket == b_star[:, None])
+        need = need - n_above
+        low = low + tf.cast(b_star[:, None], tf.float32) * width / bins
+        width = width / bins
+    tie_rank = tf.cumsum(tf.cast(candidate, tf.int32), axis=1)
+    return selected | (candidate & (tie_rank <= need[:, None]))
+
+
 def binarise_top_fraction(grey, lam, seed, max_soft=0.0):
     """Sets the `lam * N` largest pixels of each grey mask to 1, the rest to 0.
 
     `grey` is (B, H, W); the count is ceil or floor of `lam * H * W` with equal
     chance (official FMix). With `max_soft > 0` the `soft` pixels either side
     of the threshold ramp linearly from 1 to 0, where `soft = N * min(max_soft,
-    lam, 1 - lam)`. One sort per batch, then ranks by a scatter: no loop.
+    lam, 1 - lam)` (official `binarise_mask`; this path ranks pixels with one
+    argsort). No loop over the batch either way.
 
     Returns:
         (B, H, W, 1) float32 masks.
@@ -120,29 +177,28 @@ def binarise_top_fraction(grey, lam, seed, max_soft=0.0):
     height, width = tf.shape(grey)[1], tf.shape(grey)[2]
     n = height * width
     flat = tf.reshape(grey, [batch, n])
+    lam = tf.cast(lam, tf.float32)
+    target = lam * tf.cast(n, tf.float32)
+    use_ceil = sample_uniform([batch], seed) > 0.5
+    num = tf.where(use_ceil, tf.math.ceil(target), tf.floor(target))
+    if not max_soft:
+        low = tf.reduce_min(flat, axis=1, keepdims=True)
+        span = tf.maximum(tf.reduce_max(flat, axis=1, keepdims=True) - low, 1e-30)
+        hard = top_count_mask((flat - low) / span, tf.cast(num, tf.int32))
+        return tf.reshape(tf.cast(hard, tf.float32), [batch, height, width, 1])
     order = tf.argsort(flat, axis=-1, direction="DESCENDING", stable=True)
     batch_idx = tf.broadcast_to(tf.range(batch)[:, None], [batch, n])
     positions = tf.broadcast_to(tf.range(n)[None, :], [batch, n])
     ranks = tf.tensor_scatter_nd_update(
         tf.zeros([batch, n], tf.int32), tf.stack([batch_idx, order], -1), positions
     )
-    lam = tf.cast(lam, tf.float32)
-    target = lam * tf.cast(n, tf.float32)
-    use_ceil = sample_uniform([batch], seed) > 0.5
-    num = tf.where(use_ceil, tf.math.ceil(target), tf.floor(target))
     ranks_f = tf.cast(ranks, tf.float32)
-    if max_soft and max_soft > 0.0:
-        eff = tf.minimum(tf.minimum(float(max_soft), lam), 1.0 - lam)
-        soft = tf.floor(tf.cast(n, tf.float32) * eff)
-        low = (num - soft)[:, None]
-        span = tf.maximum(2.0 * soft[:, None], 1.0)
-        # np.linspace(1, 0, 2 * soft) over ranks [num - soft, num + soft).
-        ramp = 1.0 - (ranks_f - low) / tf.maximum(span - 1.0, 1.0)
-        mask = tf.where(
-            ranks_f < low, 1.0, tf.where(ranks_f >= low + 2.0 * soft[:, None], 0.0, ramp)
-        )
-    else:
-        mask = tf.cast(ranks_f < num[:, None], tf.float32)
+    eff = tf.minimum(tf.minimum(float(max_soft), lam), 1.0 - lam)
+    soft = tf.floor(tf.cast(n, tf.float32) * eff)[:, None]
+    low = num[:, None] - soft
+    # np.linspace(1, 0, 2 * soft) over ranks [num - soft, num + soft).
+    ramp = 1.0 - (ranks_f - low) / tf.maximum(2.0 * soft - 1.0, 1.0)
+    mask = tf.where(ranks_f < low, 1.0, tf.where(ranks_f >= low + 2.0 * soft, 0.0, ramp))
     return tf.reshape(mask, [batch, height, width, 1])
 
 
@@ -308,29 +364,31 @@ def resizemix_mask(tau, height, width, seed):
 
     Returns:
         masks: (B, H, W, 1), 0 inside the box.
-        source_index: (B, H, W) int32, for every output pixel the flat index
-            `row * W + col` of the partner pixel to take (the identity outside
-            the box, where the anchor is kept anyway).
+        source_rows: (B, H) int32, the partner row shown in each output row
+            (the identity outside the box, where the anchor is kept anyway).
+        source_cols: (B, W) int32, likewise for columns. The resize is
+            separable, so two row gathers do it (see `ops.mixing`).
     """
     tau = tf.cast(tau, tf.float32)
     cut_h = tf.floor(tf.cast(height, tf.float32) * tau)
     cut_w = tf.floor(tf.cast(width, tf.float32) * tau)
     y1, y2, x1, x2 = _clipped_box(cut_h, cut_w, height, width, seed)
     masks = _box_mask(y1, y2, x1, x2, height, width)
-    rows, cols = _grid(height, width)
-    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    box_h = tf.maximum(y2 - y1, 1.0)[:, None, None]
-    box_w = tf.maximum(x2 - x1, 1.0)[:, None, None]
-    # Nearest-neighbour source of each box pixel (PyTorch 'nearest': floor).
-    src_r = tf.floor((rows - y1[:, None, None]) * hf / box_h)
-    src_c = tf.floor((cols - x1[:, None, None]) * wf / box_w)
-    src_r = tf.clip_by_value(src_r, 0.0, hf - 1.0)
-    src_c = tf.clip_by_value(src_c, 0.0, wf - 1.0)
-    inside = masks[..., 0] < 0.5
-    src_r = tf.where(inside, src_r, rows + tf.zeros_like(src_r))
-    src_c = tf.where(inside, src_c, cols + tf.zeros_like(src_c))
-    source_index = tf.cast(src_r, tf.int32) * width + tf.cast(src_c, tf.int32)
-    return masks, source_index
+    source_rows = _nearest_source(y1, y2, height)
+    source_cols = _nearest_source(x1, x2, width)
+    return masks, source_rows, source_cols
+
+
+def _nearest_source(start, stop, size):
+    """(B, size) source index of each position when [0, size) is resized into
+    [start, stop) by nearest neighbour (PyTorch 'nearest': floor); identity
+    outside the interval."""
+    pos = tf.cast(tf.range(size), tf.float32)[None, :]
+    sizef = tf.cast(size, tf.float32)
+    span = tf.maximum(stop - start, 1.0)[:, None]
+    src = tf.clip_by_value(tf.floor((pos - start[:, None]) * sizef / span), 0.0, sizef - 1.0)
+    inside = (pos >= start[:, None]) & (pos < stop[:, None])
+    return tf.cast(tf.where(inside, src, pos + tf.zeros_like(src)), tf.int32)
 
 
 MASK_GENERATORS = {
