@@ -6,6 +6,7 @@ from keras_miamix.layers import CutMix
 from keras_miamix.layers import FMix
 from keras_miamix.layers import GMix
 from keras_miamix.layers import GridMix
+from keras_miamix.layers import MiAMix
 from keras_miamix.layers import MixUp
 from keras_miamix.layers import ResizeMix
 from keras_miamix.version import __version__

@@ -7,5 +7,6 @@ from keras_miamix.layers.cut_mix import CutMix
 from keras_miamix.layers.f_mix import FMix
 from keras_miamix.layers.g_mix import GMix
 from keras_miamix.layers.grid_mix import GridMix
+from keras_miamix.layers.mia_mix import MiAMix
 from keras_miamix.layers.mix_up import MixUp
 from keras_miamix.layers.resize_mix import ResizeMix

@@ -60,6 +60,7 @@ def mix_batch(
     sample_weight=None,
     segmentation_masks=None,
     partner_images=None,
+    partner_segmentation_masks=None,
     source_rows=None,
     source_cols=None,
     label_weight=None,
@@ -77,6 +78,8 @@ def mix_batch(
         partner_images: optional (B, H, W, C) batch the partners are taken from
             (`partner_images[j]`); defaults to `images` (MiAMix passes a second
             augmented view here).
+        partner_segmentation_masks: optional batch the partners' segmentation
+            masks are taken from; defaults to `segmentation_masks`.
         source_rows, source_cols: optional (B, H) and (B, W) separable pixel
             map into the partner (ResizeMix's resized paste).
         label_weight: optional (B,) anchor weight for labels and sample
@@ -101,10 +104,11 @@ def mix_batch(
         out["sample_weight"] = mix_labels(sample_weight, weights, partner_index)
     if segmentation_masks is not None:
         seg = tf.convert_to_tensor(segmentation_masks)
+        seg_source = seg if partner_segmentation_masks is None else partner_segmentation_masks
         squeeze = seg.shape.rank == 3
         if squeeze:
-            seg = seg[..., None]
-        seg_partner = gather_partners(seg, partner_index, source_rows, source_cols)
+            seg, seg_source = seg[..., None], seg_source[..., None]
+        seg_partner = gather_partners(seg_source, partner_index, source_rows, source_cols)
         keep = tf.broadcast_to(masks >= 0.5, tf.concat([tf.shape(seg)[:3], [1]], 0))
         seg = tf.where(keep, seg, seg_partner)
         out["segmentation_masks"] = seg[..., 0] if squeeze else seg

@@ -1,0 +1,208 @@
+"""MiAMix's stages, checked on hand-made and random inputs."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+from conftest import chi2_pvalue
+
+import keras_miamix as km
+
+N = 4000  # samples for frequency tests: binomial std <= 0.008
+
+
+def run(layer, n=N, size=8, labels=True):
+    images = np.random.RandomState(0).rand(n, size, size, 3).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(n) % 4]
+    inputs = (images, y) if labels else images
+    out, info = layer(inputs, return_info=True)
+    return images, out, {k: v.numpy() for k, v in info.items()}
+
+
+def tol(p, n, sigmas=4.5):
+    return sigmas * np.sqrt(p * (1 - p) / n) + 1e-3
+
+
+def test_defaults_follow_table_1():
+    layer = km.MiAMix()
+    assert layer.alpha == 1.0 and layer.k_choices == (1, 2)
+    assert layer.methods == ("mixup", "cutmix", "fmix", "gridmix", "agmix")
+    assert layer.method_weights == (2.0, 1.0, 1.0, 1.0, 1.0)
+    assert (layer.p_self, layer.p_aug, layer.p_smooth) == (0.10, 0.25, 0.5)
+    assert (layer.merge, layer.lambda_mode) == ("mul", "merged")
+
+
+def test_label_weight_is_the_merged_mask_mean():
+    _, _, info = run(km.MiAMix(seed=0), n=256, size=16)
+    np.testing.assert_allclose(info["label_weights"], info["masks"].mean((1, 2, 3)), atol=1e-6)
+    merged = np.prod(info["layer_masks"], axis=1)
+    np.testing.assert_allclose(info["masks"], merged, atol=1e-6)
+
+
+def test_frequencies_of_k_methods_self_mixing_and_augmentations():
+    _, _, info = run(km.MiAMix(seed=1, augmentation=None))
+    k, methods = info["k"], info["methods"]
+    assert abs(np.mean(k == 1) - 0.5) < tol(0.5, N)
+    # Layers beyond k are inactive, the others drew a method.
+    assert np.all((methods[:, 1] == -1) == (k == 1)) and np.all(methods[:, 0] >= 0)
+    drawn = methods[methods >= 0]
+    expected = np.array([2, 1, 1, 1, 1]) / 6
+    counts = np.bincount(drawn, minlength=5)
+    assert scipy.stats.chisquare(counts, expected * len(drawn)).pvalue > 1e-3
+    assert abs(info["self_mixed"].mean() - 0.10) < tol(0.10, N)
+    assert np.all(info["partner_index"][info["self_mixed"]] == np.where(info["self_mixed"])[0])
+    eligible = np.isin(methods, [1, 2, 3])  # cutmix, fmix, gridmix
+    rotated, smoothed = info["rotated"], info["smoothed"]
+    assert not rotated[~eligible].any() and not smoothed[~eligible].any()
+    n_el = eligible.sum()
+    assert abs(rotated[eligible].mean() - 0.25) < tol(0.25, n_el)
+    assert abs(smoothed[eligible].mean() - 0.5) < tol(0.5, n_el)
+
+
+@pytest.mark.parametrize("k_choices", [(1,), (2,), (4,), (1, 2, 3)])
+def test_explicit_counts_and_dirichlet_ratios(k_choices):
+    alpha = 1.0
+    _, _, info = run(km.MiAMix(k_choices=k_choices, seed=2, augmentation=None))
+    k, lam = info["k"], info["lambdas"]
+    assert set(np.unique(k)) == set(k_choices)
+    for value in k_choices:
+        assert abs(np.mean(k == value) - 1 / len(k_choices)) < tol(1 / len(k_choices), N)
+    np.testing.assert_allclose(lam.sum(1), 1.0, atol=1e-5)
+    layers = np.arange(lam.shape[1] - 1)[None, :]
+    assert np.all(lam[:, :-1][layers >= k[:, None]] == 0)
+    # Anchor share lambda_{k+1} ~ Beta(k alpha, k alpha) (the rest sums to k alpha).
+    for value in k_choices:
+        sel = k == value
+        dist = scipy.stats.beta(value * alpha, value * alpha)
+        assert chi2_pvalue(lam[sel, -1], dist, bins=10) > 1e-3
+        # Each partner share lambda_j ~ Beta(alpha, 2 k alpha - alpha).
+        dist_j = scipy.stats.beta(alpha, 2 * value * alpha - alpha)
+        assert chi2_pvalue(lam[sel, 0], dist_j, bins=10) > 1e-3
+
+
+def test_mixup_only_label_weight_is_the_product_of_layer_shares():
+    # MixUp masks are constants, so the merged mean is exactly prod_j (1 - lambda_j).
+    layer = km.MiAMix(methods=("mixup",), weights=(1,), seed=3, augmentation=None)
+    _, _, info = run(layer)
+    lam = info["lambdas"][:, :-1]
+    np.testing.assert_allclose(info["label_weights"], np.prod(1 - lam, axis=1), atol=1e-5)
+    # E over k uniform on {1, 2}: k=1 gives 1/2, k=2 gives 1/2 + a/(4(4a + 1)) = 0.55.
+    assert abs(info["label_weights"].mean() - 0.525) < 0.01
+
+
+def test_mean_label_weight_matches_independent_masks():
+    # With independently placed masks, E[mean(prod_j m_j)] = E[prod_j mean(m_j)]
+    # (measured: they agree to ~0.001 on 2000 samples). Single masks keep a bit
+    # more anchor than 1 - lambda_j (CutMix clipping, GridMix crops, Gaussian
+    # borders), so the average sits above E[prod_j (1 - lambda_j)].
+    _, _, info = run(km.MiAMix(seed=4, augmentation=None), n=2000, size=32)
+    per_layer = info["layer_masks"].mean((2, 3, 4))
+    observed = info["label_weights"].mean()
+    assert abs(observed - np.prod(per_layer, axis=1).mean()) < 0.01
+    implied = np.prod(1 - info["lambdas"][:, :-1], axis=1).mean()
+    assert implied < observed < implied + 0.15
+
+
+def test_sum_merge_and_orig_lambda_mode():
+    layer = km.MiAMix(methods=("mixup",), weights=(1,), merge="sum", seed=5, augmentation=None)
+    _, _, info = run(layer, n=500)
+    # sum merge of constants: 1 - clip(sum_j lambda_j) = lambda_{k+1}.
+    np.testing.assert_allclose(info["label_weights"], info["lambdas"][:, -1], atol=1e-5)
+    layer = km.MiAMix(lambda_mode="orig", seed=5, augmentation=None)
+    _, (x, y), info = run(layer, n=500)
+    np.testing.assert_allclose(info["label_weights"], info["lambdas"][:, -1], atol=1e-6)
+    merged = info["masks"].mean((1, 2, 3))
+    assert np.abs(merged - info["label_weights"]).max() > 0.05  # differ: the ablation
+
+
+def test_zero_weight_removes_a_method():
+    layer = km.MiAMix(weights=(1, 1, 0, 1, 0), seed=6, augmentation=None)
+    _, _, info = run(layer, n=1000)
+    drawn = info["methods"][info["methods"] >= 0]
+    assert not np.isin(drawn, [2, 4]).any()
+    assert np.isin(drawn, [0, 1, 3]).all()
+
+
+def test_self_mixed_sample_without_augmentation_comes_back_unchanged():
+    layer = km.MiAMix(p_self=1.0, seed=7, augmentation=None)
+    images, (x, y), info = run(layer, n=64, size=16)
+    assert info["self_mixed"].all()
+    np.testing.assert_allclose(x, images, atol=1e-6)
+    np.testing.assert_allclose(y, np.eye(4)[np.arange(64) % 4], atol=1e-6)
+
+
+def test_self_mixing_with_augmentation_uses_a_second_view():
+    layer = km.MiAMix(p_self=1.0, seed=7)
+    images, (x, _), info = run(layer, n=64, size=16)
+    assert not np.allclose(x, images)
+
+
+def test_default_augmentation_runs_in_xla_and_tf_data():
+    layer = km.MiAMix(num_classes=4, seed=8)
+    images = np.random.RandomState(0).rand(6, 12, 10, 3).astype("float32")
+    labels = np.arange(6) % 4
+    fn = tf.function(lambda x, y: layer((x, y)), jit_compile=True)
+    x, y = fn(images, labels)
+    assert x.shape == images.shape
+    np.testing.assert_allclose(y.numpy().sum(1), 1, atol=1e-5)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(3)
+    ds = ds.map(km.MiAMix(num_classes=4, seed=8), num_parallel_calls=tf.data.AUTOTUNE)
+    assert [b[0].shape[0] for b in ds] == [3, 3]
+
+
+def test_segmentation_masks_follow_the_augmented_views():
+    # Channel 0 of each image equals its segmentation mask; with hard CutMix
+    # masks the mixed channel 0 must equal the mixed segmentation mask.
+    rng = np.random.RandomState(1)
+    seg = rng.randint(0, 5, size=(16, 20, 20)).astype("int32")
+    images = np.stack([seg, rng.rand(16, 20, 20)], -1).astype("float32")
+    layer = km.MiAMix(methods=("cutmix",), weights=(1,), p_smooth=0.0, p_aug=0.0, seed=9)
+    out = layer({"images": images, "segmentation_masks": seg})
+    np.testing.assert_array_equal(out["images"].numpy()[..., 0], out["segmentation_masks"])
+
+
+def test_keras_layer_augmentation_and_its_serialisation(tmp_path):
+    aug = keras.layers.RandomFlip("horizontal", seed=1)
+    layer = km.MiAMix(augmentation=aug, num_classes=4, seed=10)
+    images = np.random.RandomState(0).rand(4, 8, 8, 3).astype("float32")
+    x, _ = layer((images, np.arange(4)))
+    assert x.shape == images.shape
+    clone = km.MiAMix.from_config(layer.get_config())
+    assert isinstance(clone.augmentation, keras.layers.RandomFlip)
+    assert clone.augmentation.mode == "horizontal"
+
+
+def test_rotated_masks_keep_their_area_up_to_the_border():
+    layer = km.MiAMix(methods=("cutmix",), weights=(1,), k_choices=(1,), p_aug=1.0,
+                      p_smooth=0.0, seed=11, augmentation=None)
+    _, _, info = run(layer, n=400, size=48)
+    assert info["rotated"][:, 0].all()
+    masks = info["layer_masks"][:, 0]
+    assert set(np.unique(masks)) <= {0.0, 1.0}
+    partner = 1 - masks.mean((1, 2, 3))
+    # Rotation never adds partner pixels: the box area (<= lambda_1) bounds it.
+    assert np.all(partner <= info["lambdas"][:, 0] + 0.03)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpha": 0}, "alpha"),
+        ({"k_max": 0}, "k_max"),
+        ({"k_choices": (0, 1)}, "k_choices"),
+        ({"methods": ("mixup", "puzzlemix"), "weights": (1, 1)}, "methods"),
+        ({"weights": (1, 1)}, "weights"),
+        ({"weights": (0, 0, 0, 0, 0)}, "weights"),
+        ({"p_self": 1.5}, "p_self"),
+        ({"p_aug": -0.1}, "p_aug"),
+        ({"p_smooth": 2}, "p_smooth"),
+        ({"merge": "max"}, "merge"),
+        ({"lambda_mode": "mean"}, "lambda_mode"),
+        ({"smoothing_windows": (4,)}, "smoothing_windows"),
+        ({"augmentation": "strong"}, "augmentation"),
+    ],
+)
+def test_bad_parameters_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        km.MiAMix(**kwargs)
