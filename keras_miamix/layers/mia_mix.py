@@ -185,15 +185,18 @@ class MiAMix(BaseMixLayer):
         if aug is None:
             return images, images, seg, seg
         if aug == "default":
-            if seg is None:
-                return (random_flip_translate(images, _fold(seed, 1)),
-                        random_flip_translate(images, _fold(seed, 2)), None, None)
+            # Both views from one call on the doubled batch (fewer ops); the
+            # segmentation masks ride along as extra channels.
             channels = images.shape[-1]
-            squeeze = seg.shape.rank == 3
-            seg = seg[..., None] if squeeze else seg
-            joint = tf.concat([images, tf.cast(seg, tf.float32)], axis=-1)
-            view_a = random_flip_translate(joint, _fold(seed, 1))
-            view_b = random_flip_translate(joint, _fold(seed, 2))
+            joint = images
+            squeeze = seg is not None and seg.shape.rank == 3
+            if seg is not None:
+                seg4 = seg[..., None] if squeeze else seg
+                joint = tf.concat([images, tf.cast(seg4, tf.float32)], axis=-1)
+            views = random_flip_translate(tf.concat([joint, joint], 0), seed)
+            view_a, view_b = tf.split(views, 2, axis=0)
+            if seg is None:
+                return view_a, view_b, None, None
             seg_a = tf.cast(view_a[..., channels:], seg.dtype)
             seg_b = tf.cast(view_b[..., channels:], seg.dtype)
             if squeeze:

@@ -111,54 +111,55 @@ def fourier_grey_masks(batch_size, height, width, decay_power, seed):
     return tf.signal.irfft2d(tf.complex(real, imag), fft_length=[height, width])
 
 
-def top_count_mask(values, num, bins=256, levels=3):
+def top_count_mask(values, num, bits_per_level=8, levels=3):
     """Boolean mask of the `num` largest entries of each row, without a sort.
 
     Equal to taking the first `num` indices of a stable descending argsort
-    (ties broken by the lower index), up to a value resolution of
-    `bins ** -levels` of each row's range (2^-24 by default, finer than float32
-    values near 1). Each level builds a per-row histogram of the still
-    undecided entries with one segment sum, takes every bucket above the one
-    where the count crosses `num` and refines inside that bucket. Far cheaper
-    than argsort plus a rank scatter on CPU, and a handful of compiled ops
-    under XLA.
+    (ties broken by the lower index) of the values quantised to
+    `bits_per_level * levels` bits (24 by default: float32's resolution near
+    1). Each level builds a per-row histogram of the next 8 bits of the
+    entries that share the prefix found so far (one segment sum) and extends
+    the prefix by the bucket where the count from the top crosses `num`; at the
+    end the prefix is the threshold key. Far cheaper than argsort plus a rank
+    scatter on CPU, and a handful of compiled ops under XLA.
 
     Args:
         values: (B, N) floats normalised to [0, 1] per row.
         num: (B,) int32 counts in [0, N].
-        bins, levels: histogram resolution.
 
     Returns:
         (B, N) boolean tensor with exactly `num[b]` True entries in row b.
     """
     batch = tf.shape(values)[0]
-    selected = tf.zeros_like(values, tf.bool)
-    candidate = tf.ones_like(values, tf.bool)
+    bins = 1 << bits_per_level
+    total_bits = bits_per_level * levels
+    key = tf.cast(tf.clip_by_value(values, 0.0, 1.0) * float((1 << total_bits) - 1), tf.int32)
     need = tf.cast(num, tf.int32)
-    low = tf.zeros([batch, 1])
-    width = tf.ones([batch, 1])
+    prefix = tf.zeros([batch], tf.int32)
     row_offset = tf.range(batch)[:, None] * bins
-    ones = tf.ones_like(values, tf.int32)
-    for _ in range(levels):
-        bucket = tf.cast(tf.floor((values - low) / width * bins), tf.int32)
-        bucket = tf.clip_by_value(bucket, 0, bins - 1)
-        segment = tf.where(candidate, bucket + row_offset, batch * bins)
-        hist = tf.math.unsorted_segment_sum(ones, segment, batch * bins + 1)[:-1]
-        hist = tf.reshape(hist, [batch, bins])
+    ones = tf.ones_like(key)
+    for level in range(levels):
+        shift = total_bits - bits_per_level * (level + 1)
+        bucket = tf.bitwise.bitwise_and(tf.bitwise.right_shift(key, shift), bins - 1)
+        segment = bucket + row_offset
+        if level > 0:
+            same = tf.equal(tf.bitwise.right_shift(key, shift + bits_per_level), prefix[:, None])
+            segment = tf.where(same, segment, batch * bins)
+        hist = tf.math.unsorted_segment_sum(ones, segment, batch * bins + 1)
+        hist = tf.reshape(hist[:-1], [batch, bins])
         above = tf.cumsum(hist, axis=1, reverse=True, exclusive=True)
-        crossing = (above < need[:, None]) & (above + hist >= need[:, None])
+        need_col = need[:, None]
+        crossing = (above < need_col) & (above + hist >= need_col)
         b_star = tf.cast(tf.argmax(tf.cast(crossing, tf.int32), axis=1), tf.int32)
-        n_above = tf.gather(above, b_star[:, None], batch_dims=1)[:, 0]
-        active = need > 0
-        b_star = tf.where(active, b_star, bins)  # nothing left to take
-        n_above = tf.where(active, n_above, 0)
-        selected = selected | (candidate & (bucket > b_star[:, None]))
-        candidate = candidate & (bucket == b_star[:, None])
-        need = need - n_above
-        low = low + tf.cast(b_star[:, None], tf.float32) * width / bins
-        width = width / bins
-    tie_rank = tf.cumsum(tf.cast(candidate, tf.int32), axis=1)
-    return selected | (candidate & (tie_rank <= need[:, None]))
+        need = need - tf.gather(above, b_star[:, None], batch_dims=1)[:, 0]
+        prefix = prefix * bins + b_star
+    # `prefix` is the threshold key; take every larger key and, among keys equal
+    # to it, the first `need` by index. Rows with num == 0 take nothing.
+    threshold = prefix[:, None]
+    equal = tf.equal(key, threshold)
+    tie_rank = tf.cumsum(tf.cast(equal, tf.int32), axis=1)
+    take = (key > threshold) | (equal & (tie_rank <= need[:, None]))
+    return take & (tf.cast(num, tf.int32) > 0)[:, None]
 
 
 def binarise_top_fraction(grey, lam, seed, max_soft=0.0):
