@@ -1,5 +1,7 @@
 """keras_miamix: mixed-sample data augmentation for Keras 3 on TensorFlow."""
 
+from keras_miamix import layers
+from keras_miamix import models
 from keras_miamix import ops
 from keras_miamix.layers import AGMix
 from keras_miamix.layers import CutMix

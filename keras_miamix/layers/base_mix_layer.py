@@ -1,5 +1,7 @@
 """The base of every mixing layer: one input/output contract for all methods."""
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -15,6 +17,34 @@ LABELS = "labels"
 SAMPLE_WEIGHT = "sample_weight"
 SEGMENTATION_MASKS = "segmentation_masks"
 _DICT_KEYS = (IMAGES, LABELS, SAMPLE_WEIGHT, SEGMENTATION_MASKS)
+
+
+def add_seed_state(layer, seed, name="seed_state"):
+    """A (2,) int64 non-trainable weight `[seed, calls]` holding a layer's or
+    model's random state.
+
+    Unlike `keras.random.SeedGenerator`, whose state Keras does not save, it is
+    an ordinary weight, so a `.keras` file or checkpoint restores it and a
+    resumed run continues the random stream instead of replaying it. With
+    `seed=None` the initial value comes from the operating system.
+    """
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") >> 1
+    value = [int(seed), 0]
+    return layer.add_weight(
+        shape=(2,),
+        dtype="int64",
+        trainable=False,
+        initializer=lambda shape, dtype=None: tf.constant(value, tf.int64),
+        name=name,
+    )
+
+
+def next_seed(state):
+    """Reads the stateless seed of this call and advances the state."""
+    seed = tf.cast(tf.identity(state.value), tf.int32)
+    state.assign_add(tf.constant([0, 1], tf.int64))
+    return seed
 
 
 def check_positive(name, value):
@@ -106,7 +136,7 @@ class BaseMixLayer(keras.layers.Layer):
             )
         self.data_format = data_format
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.seed_state = add_seed_state(self, seed)
         self.supports_jit = True
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
@@ -185,7 +215,7 @@ class BaseMixLayer(keras.layers.Layer):
             if SEGMENTATION_MASKS in data and data[SEGMENTATION_MASKS].shape.rank == 4:
                 data[SEGMENTATION_MASKS] = tf.transpose(data[SEGMENTATION_MASKS], [0, 2, 3, 1])
         data[IMAGES] = compute_images
-        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        seed = next_seed(self.seed_state)
         out, info = self.mix(data, seed)
         if return_info:
             shape = tf.shape(compute_images)

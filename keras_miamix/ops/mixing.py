@@ -118,18 +118,24 @@ def mix_batch(
 def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float32):
     """Turns labels into (B, K) float rows, optionally smoothed.
 
-    Integer labels of shape (B,) or (B, 1) need `num_classes`; float labels are
-    taken as one-hot or soft rows of shape (B, K).
+    Class indices, integer labels or any labels of shape (B,) (or (B, 1) with
+    `num_classes` > 1), need `num_classes`; other float labels are taken as
+    one-hot or soft rows of shape (B, K).
 
     Raises:
         ValueError: integer labels without `num_classes`, or a bad shape.
     """
     labels = tf.convert_to_tensor(labels)
     rank = labels.shape.rank
-    if labels.dtype.is_integer or labels.dtype == tf.bool:
+    # Class indices: integer labels, or labels of shape (B,) / (B, 1) of any
+    # dtype (Keras' adapters turn integer arrays into floats under
+    # tf.distribute).
+    indices = labels.dtype.is_integer or labels.dtype == tf.bool or rank == 1 or (
+        rank == 2 and labels.shape[-1] == 1 and num_classes not in (None, 1))
+    if indices:
         if num_classes is None:
             raise ValueError(
-                "Integer class labels need `num_classes`: pass "
+                "Class-index labels need `num_classes`: pass "
                 "`num_classes=K` to the layer (or one-hot float labels). "
                 f"Received labels of dtype {labels.dtype.name} and shape "
                 f"{labels.shape}."

@@ -1,0 +1,374 @@
+import math
+
+import keras
+import tensorflow as tf
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+from keras_miamix.layers.base_mix_layer import add_seed_state
+from keras_miamix.layers.base_mix_layer import next_seed
+from keras_miamix.models.base_mix_trainer import scale_for_distribution
+from keras_miamix.models.mix_block import MixBlock
+from keras_miamix.models.mix_block import mask_loss
+from keras_miamix.ops.mixing import prepare_labels
+from keras_miamix.ops.sampling import fold_seed
+from keras_miamix.ops.sampling import random_permutation
+from keras_miamix.ops.sampling import sample_beta
+
+
+def momentum_schedule(step, total_steps, base=0.999, end=0.999999, warmup_fraction=0.1):
+    """EMA momentum of AutoMix's teacher at a (0-based) step, in the graph.
+
+    OpenMixup's `CosineScheduleHook` with constant warm-up: `base` for the first
+    `warmup_fraction` of the steps, then
+    `end - (end - base) * (cos(pi * t / T) + 1) / 2`, reaching `end` at T.
+    """
+    t = tf.cast(step, tf.float32)
+    total = tf.maximum(tf.cast(total_steps, tf.float32), 1.0)
+    cosine = end - (end - base) * (tf.cos(math.pi * tf.minimum(t / total, 1.0)) + 1.0) / 2.0
+    return tf.where(t < warmup_fraction * total, tf.constant(base, tf.float32), cosine)
+
+
+def mixed_cross_entropy(y, logits, lam, partner_index, from_logits=True):
+    """`lam * CE(y_i) + (1 - lam) * CE(y_j)` per sample, one lambda per batch."""
+    ce = keras.losses.categorical_crossentropy
+    return lam * ce(y, logits, from_logits=from_logits) + (1.0 - lam) * ce(
+        tf.gather(y, partner_index), logits, from_logits=from_logits)
+
+
+@keras.saving.register_keras_serializable(package="keras_miamix")
+class AutoMix(keras.Model):
+    """AutoMix: mixup with masks learned by a Mix Block and a momentum teacher.
+
+    Liu et al., "AutoMix: Unveiling the Power of Mixup" (ECCV 2022) and
+    "Unveiling the Power of Mixup for Stronger Classifiers"; where the papers
+    leave a detail open this follows OpenMixup's `AutoMixup` and
+    `PixelMixBlock` (Westlake-AI/openmixup). Each `train_step`:
+
+    1. two lambdas ~ Beta(alpha, alpha) (one per batch for each branch, as the
+       official code) and two permutations;
+    2. the teacher's features at `feature_layer` (a partial forward on the
+       clean batch) feed the Mix Block twice;
+    3. the first mask, with gradients, mixes a batch for the teacher, whose
+       mixed cross-entropy (with the sampled lambda) trains only the Mix Block,
+       plus the mask loss `gamma * max(|mean(mask) - lambda| - 0.1, 0)`;
+    4. the second mask, without gradients (replaced by plain mixup when lambda
+       is within `lam_margin` of 0 or 1), mixes a batch for the student, whose
+       loss is the cross-entropy of the clean batch plus the mixed
+       cross-entropy of that mixed batch;
+    5. one optimizer step on the student and the Mix Block, then the EMA
+       `teacher = m * teacher + (1 - m) * student` for every trainable weight,
+       with m on OpenMixup's cosine schedule computed in the graph from the
+       optimizer's step counter.
+
+    The teacher starts as an exact copy of the student and is never in the
+    optimizer; it stays `trainable` so that its BatchNorm layers use batch
+    statistics in the teacher forward passes, like the official code (a Keras
+    BatchNormalization with `trainable=False` would use its moving statistics
+    instead). `gamma` decreases linearly from `mask_loss_weight` to 0 over
+    training (the paper), or stays constant with `mask_loss_schedule="constant"`.
+
+    `call` and `predict` use the teacher (backbone and head); `evaluate`
+    reports the teacher's and the student's accuracy.
+
+    Args:
+        backbone: a functional classifier (images to logits), the student; a
+            copy of it becomes the teacher.
+        feature_layer: name of the layer whose output feeds the Mix Block.
+            Defaults to "stage3" (`cifar_resnet18`'s third stage).
+        num_classes: needed for integer labels.
+        alpha: Beta concentration. Defaults to 2.0.
+        momentum: base EMA momentum. Defaults to 0.999.
+        momentum_end: final EMA momentum. Defaults to 0.999999.
+        momentum_warmup: fraction of the steps with constant momentum.
+            Defaults to 0.1.
+        mask_loss_weight: gamma at the start. Defaults to 0.1.
+        mask_loss_schedule: "linear" (to 0 over training) or "constant".
+        mask_loss_margin: margin of the mask loss. Defaults to 0.1.
+        lam_margin: plain mixup for the student when lambda is within this of 0
+            or 1. Defaults to 0.08.
+        lambda_concat: the Mix Block's lambda channel. Defaults to False.
+        reduction: the Mix Block's channel reduction. Defaults to 2.
+        total_steps: steps of the whole training, for the schedules; when None
+            it is set by `fit` from `epochs * steps_per_epoch` when known.
+        from_logits: whether the backbone outputs logits. Defaults to True.
+        seed: integer seed.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_miamix as km
+    >>> net = km.models.cifar_resnet18(num_classes=10, width=8)
+    >>> model = km.models.AutoMix(net, feature_layer="stage3", num_classes=10, seed=0)
+    >>> model.compile(optimizer="sgd")
+    >>> x = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> history = model.fit(x, np.arange(8), epochs=1, verbose=0)
+    """
+
+    def __init__(
+        self,
+        backbone,
+        feature_layer="stage3",
+        num_classes=None,
+        alpha=2.0,
+        momentum=0.999,
+        momentum_end=0.999999,
+        momentum_warmup=0.1,
+        mask_loss_weight=0.1,
+        mask_loss_schedule="linear",
+        mask_loss_margin=0.1,
+        lam_margin=0.08,
+        lambda_concat=False,
+        reduction=2,
+        total_steps=None,
+        from_logits=True,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(backbone, dict):
+            backbone = keras.saving.deserialize_keras_object(backbone)
+        if not isinstance(backbone, keras.Model) or not hasattr(backbone, "inputs"):
+            raise ValueError("`backbone` must be a functional keras.Model (images to logits).")
+        try:
+            backbone.get_layer(feature_layer)
+        except ValueError:
+            raise ValueError(
+                f"`feature_layer` {feature_layer!r} is not a layer of the backbone; "
+                f"its layers are {[layer.name for layer in backbone.layers]}."
+            ) from None
+        if not alpha > 0:
+            raise ValueError(f"`alpha` must be positive; received alpha={alpha!r}.")
+        if not 0 <= momentum <= momentum_end <= 1:
+            raise ValueError(
+                "Need 0 <= momentum <= momentum_end <= 1; received "
+                f"momentum={momentum!r}, momentum_end={momentum_end!r}."
+            )
+        if mask_loss_schedule not in ("linear", "constant"):
+            raise ValueError(
+                "`mask_loss_schedule` must be 'linear' or 'constant'; received "
+                f"{mask_loss_schedule!r}."
+            )
+        if not 0 <= lam_margin < 0.5:
+            raise ValueError(f"`lam_margin` must be in [0, 0.5); received {lam_margin!r}.")
+        self.feature_layer = feature_layer
+        self.num_classes = num_classes
+        self.alpha = float(alpha)
+        self.momentum = float(momentum)
+        self.momentum_end = float(momentum_end)
+        self.momentum_warmup = float(momentum_warmup)
+        self.mask_loss_weight = float(mask_loss_weight)
+        self.mask_loss_schedule = mask_loss_schedule
+        self.mask_loss_margin = float(mask_loss_margin)
+        self.lam_margin = float(lam_margin)
+        self.lambda_concat = bool(lambda_concat)
+        self.reduction = int(reduction)
+        self.from_logits = bool(from_logits)
+        self.seed = seed
+
+        self.student = backbone
+        self.teacher = keras.models.clone_model(backbone)
+        self.teacher.set_weights(backbone.get_weights())
+        self._teacher_features = keras.Model(
+            self.teacher.inputs, layer_output(self.teacher, feature_layer))
+        self.mix_block = MixBlock(reduction=reduction, lambda_concat=lambda_concat,
+                                  name="mix_block")
+        self.mix_block.build(self._teacher_features.output.shape)
+        self.seed_state = add_seed_state(self, seed)
+        self.total_steps = self.add_weight(shape=(), dtype="int64", trainable=False,
+                                           initializer=keras.initializers.Constant(
+                                               total_steps or 0), name="total_steps")
+        self._fixed_total_steps = total_steps
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "loss_student", "loss_mix_block", "mask_loss", "momentum")
+        }
+        self._train_acc = keras.metrics.CategoricalAccuracy(name="accuracy")
+        self._teacher_acc = keras.metrics.CategoricalAccuracy(name="teacher_accuracy")
+        self._student_acc = keras.metrics.CategoricalAccuracy(name="student_accuracy")
+        self.built = True
+
+    # Only the student and the Mix Block are optimised. The teacher stays
+    # `trainable` (for batch-statistics BatchNorm) but is listed with the
+    # non-trainable weights, so neither the optimizer nor the trainer sees it.
+    def _optimized(self):
+        return self.student.trainable_weights + self.mix_block.trainable_weights
+
+    @property
+    def trainable_weights(self):
+        return self._optimized()
+
+    @property
+    def trainable_variables(self):
+        return self._optimized()
+
+    @property
+    def non_trainable_weights(self):
+        ids = {id(v) for v in self._optimized()}
+        return [v for v in self.weights if id(v) not in ids]
+
+    @property
+    def non_trainable_variables(self):
+        ids = {id(v) for v in self._optimized()}
+        return [v for v in self.variables if id(v) not in ids]
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values()) + [
+            self._train_acc, self._teacher_acc, self._student_acc]
+
+    def call(self, inputs, training=False):
+        return self.teacher(inputs, training=training)
+
+    # ----------------------------------------------------------------- steps
+    def sample_step_randomness(self, batch_size):
+        """Lambdas (mix block branch, student branch) and two permutations."""
+        seed = next_seed(self.seed_state)
+        lam = sample_beta([2], self.alpha, self.alpha, fold_seed(seed, 1))
+        return (lam[0], lam[1], random_permutation(batch_size, fold_seed(seed, 2)),
+                random_permutation(batch_size, fold_seed(seed, 3)))
+
+    def mask_loss_gamma(self, step):
+        if self.mask_loss_schedule == "constant":
+            return tf.constant(self.mask_loss_weight)
+        total = tf.maximum(tf.cast(self.total_steps, tf.float32), 1.0)
+        progress = tf.cast(step, tf.float32) / total
+        return self.mask_loss_weight * tf.maximum(1.0 - progress, 0.0)
+
+    def compute_losses(self, x, y, lam_mb, lam_bb, idx_mb, idx_bb, step):
+        """The three losses of one step (all per-replica means) and the masks."""
+        size = tf.shape(x)[1:3]
+        features = tf.stop_gradient(self._teacher_features(x, training=True))
+        mask_mb = self.mix_block(features, lam_mb, idx_mb, size)
+        mask_bb = tf.stop_gradient(self.mix_block(features, lam_bb, idx_bb, size))
+        near_edge = (lam_bb < self.lam_margin) | (lam_bb > 1.0 - self.lam_margin)
+        mask_bb = tf.where(near_edge, tf.fill(tf.shape(mask_bb), lam_bb), mask_bb)
+        x_mb = tf.gather(x, idx_mb) + mask_mb * (x - tf.gather(x, idx_mb))
+        x_bb = tf.gather(x, idx_bb) + mask_bb * (x - tf.gather(x, idx_bb))
+        logits_k = self.teacher(x_mb, training=True)
+        loss_mb = tf.reduce_mean(mixed_cross_entropy(y, logits_k, lam_mb, idx_mb,
+                                                     self.from_logits))
+        loss_mask = mask_loss(mask_mb, lam_mb, self.mask_loss_gamma(step), self.mask_loss_margin)
+        logits_one = self.student(x, training=True)
+        logits_mix = self.student(x_bb, training=True)
+        loss_one = tf.reduce_mean(keras.losses.categorical_crossentropy(
+            y, logits_one, from_logits=self.from_logits))
+        loss_mix = tf.reduce_mean(mixed_cross_entropy(y, logits_mix, lam_bb, idx_bb,
+                                                      self.from_logits))
+        return {
+            "loss_student": loss_one + loss_mix,
+            "loss_mix_block": loss_mb,
+            "mask_loss": loss_mask,
+            "logits_one": logits_one,
+            "mask_mb": mask_mb,
+            "mask_bb": mask_bb,
+        }
+
+    def train_step(self, data):
+        x, y, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x = tf.convert_to_tensor(x)
+        if x.dtype.is_integer:
+            x = tf.cast(x, tf.float32)
+        y = prepare_labels(y, self.num_classes)
+        step = self.optimizer.iterations
+        lam_mb, lam_bb, idx_mb, idx_bb = self.sample_step_randomness(tf.shape(x)[0])
+        variables = self.trainable_weights
+        with tf.GradientTape() as tape:
+            out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step)
+            total = out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
+            scaled = self.optimizer.scale_loss(scale_for_distribution(total))
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        m = momentum_schedule(step, self.total_steps, self.momentum, self.momentum_end,
+                              self.momentum_warmup)
+        self.update_teacher(m)
+        for name, value in (("loss", total), ("loss_student", out["loss_student"]),
+                            ("loss_mix_block", out["loss_mix_block"]),
+                            ("mask_loss", out["mask_loss"]), ("momentum", m)):
+            self._trackers[name].update_state(value)
+        self._train_acc.update_state(y, out["logits_one"])
+        return {m.name: m.result() for m in self.metrics[:6]}
+
+    def update_teacher(self, m):
+        """`teacher = m * teacher + (1 - m) * student` for every trainable weight.
+
+        Under `tf.distribute` the update runs in cross-replica context, so the
+        teacher stays identical on every replica."""
+        pairs = list(zip(self.teacher.trainable_weights, self.student.trainable_weights))
+
+        def ema(t, s):
+            return t.assign(m * t + (1.0 - m) * s)
+
+        ctx = tf.distribute.get_replica_context()
+        if tf.distribute.has_strategy() and ctx is not None:
+            def merged(strategy):
+                for t, s in pairs:
+                    strategy.extended.update(t.value, ema, args=(s.value,), group=False)
+            ctx.merge_call(merged)
+        else:
+            for t, s in pairs:
+                ema(t, s)
+
+    def test_step(self, data):
+        x, y, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
+        y = prepare_labels(y, self.num_classes)
+        logits_t = self.teacher(x, training=False)
+        logits_s = self.student(x, training=False)
+        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+            y, logits_t, from_logits=self.from_logits))
+        self._trackers["loss"].update_state(loss)
+        self._teacher_acc.update_state(y, logits_t)
+        self._student_acc.update_state(y, logits_s)
+        return {"loss": self._trackers["loss"].result(),
+                "teacher_accuracy": self._teacher_acc.result(),
+                "student_accuracy": self._student_acc.result()}
+
+    def fit(self, x=None, y=None, epochs=1, steps_per_epoch=None, **kwargs):
+        if self._fixed_total_steps is None:
+            steps = steps_per_epoch
+            if steps is None:
+                steps = _count_steps(x, kwargs.get("batch_size"))
+            if steps is not None:
+                self.total_steps.assign(int(steps) * int(epochs))
+        return super().fit(x, y, epochs=epochs, steps_per_epoch=steps_per_epoch, **kwargs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "backbone": keras.saving.serialize_keras_object(self.student),
+            "feature_layer": self.feature_layer,
+            "num_classes": self.num_classes,
+            "alpha": self.alpha,
+            "momentum": self.momentum,
+            "momentum_end": self.momentum_end,
+            "momentum_warmup": self.momentum_warmup,
+            "mask_loss_weight": self.mask_loss_weight,
+            "mask_loss_schedule": self.mask_loss_schedule,
+            "mask_loss_margin": self.mask_loss_margin,
+            "lam_margin": self.lam_margin,
+            "lambda_concat": self.lambda_concat,
+            "reduction": self.reduction,
+            "total_steps": self._fixed_total_steps,
+            "from_logits": self.from_logits,
+            "seed": self.seed,
+        }
+
+
+def layer_output(model, name):
+    """The output of layer `name` in `model`'s graph.
+
+    `model.get_layer(name).output` is a nested sub-model's own inner output;
+    the tensor of its call in `model` is its last inbound node's output.
+    """
+    layer = model.get_layer(name)
+    outputs = layer._inbound_nodes[-1].output_tensors
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _count_steps(x, batch_size):
+    """Steps per epoch of an in-memory array or a finite tf.data dataset."""
+    if isinstance(x, tf.data.Dataset):
+        n = int(x.cardinality())
+        return n if n > 0 else None
+    if hasattr(x, "shape") and x.shape and x.shape[0]:
+        return math.ceil(x.shape[0] / (batch_size or 32))
+    return None

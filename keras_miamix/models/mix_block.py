@@ -1,0 +1,101 @@
+import math
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_miamix")
+class MixBlock(keras.layers.Layer):
+    """AutoMix's Mix Block: a learned mixing mask from a pair's features.
+
+    Liu et al., "AutoMix: Unveiling the Power of Mixup" (eq. 7-8) and
+    "Unveiling the Power of Mixup for Stronger Classifiers" (eq. 4-5);
+    follows OpenMixup's `PixelMixBlock` with its CIFAR defaults
+    (embedded Gaussian attention, a shared query embedding, no key conv):
+
+    * a shared 1x1 convolution `W_q` to C / 2 channels embeds both samples'
+      features, z_i and z_j (with lambda, resp. 1 - lambda, concatenated as a
+      constant channel when `lambda_concat=True`, the paper's eq. 4);
+    * attention over positions `P = softmax(W_q z_i (W_q z_j)^T / sqrt(C / 2))`;
+    * a 1x1 value convolution to one channel, `v = W_v z_i`;
+    * the mask `sigmoid(upsample(P^T v))`, nearest upsampling to the image
+      size, weighting the anchor x_i (the partner gets 1 - mask).
+
+    Weights start from N(0, 0.01) with zero biases (OpenMixup's
+    `init_weights(init_linear='normal')`), so the first masks are near 0.5.
+
+    Args:
+        reduction: channel reduction of the embedding. Defaults to 2.
+        lambda_concat: concatenate lambda as a channel. Defaults to False
+            (the official CIFAR configs).
+
+    Call arguments:
+        features: (B, h, w, C) feature maps.
+        lam: scalar lambda (one per batch, as in AutoMix).
+        partner_index: (B,) int32 partners.
+        image_size: (H, W) of the mask.
+    """
+
+    def __init__(self, reduction=2, lambda_concat=False, **kwargs):
+        super().__init__(**kwargs)
+        if int(reduction) != reduction or reduction < 1:
+            raise ValueError(f"`reduction` must be an integer >= 1; received {reduction!r}.")
+        self.reduction = int(reduction)
+        self.lambda_concat = bool(lambda_concat)
+        init = keras.initializers.RandomNormal(stddev=0.01)
+        self._init = init
+
+    def build(self, features_shape):
+        channels = int(features_shape[-1])
+        in_channels = channels + (1 if self.lambda_concat else 0)
+        self.inter_channels = max(channels // self.reduction, 1)
+        self.query = keras.layers.Dense(self.inter_channels, kernel_initializer=self._init,
+                                        bias_initializer="zeros", name="query")
+        self.value = keras.layers.Dense(1, kernel_initializer=self._init,
+                                        bias_initializer="zeros", name="value")
+        self.query.build((None, in_channels))
+        self.value.build((None, in_channels))
+        self.built = True
+
+    def call(self, features, lam, partner_index, image_size):
+        z = tf.convert_to_tensor(features)
+        shape = tf.shape(z)
+        batch, h, w = shape[0], shape[1], shape[2]
+        z_partner = tf.gather(z, partner_index)
+        if self.lambda_concat:
+            lam_map = tf.fill([batch, h, w, 1], tf.cast(lam, z.dtype))
+            z = tf.concat([z, lam_map], axis=-1)
+            z_partner = tf.concat([z_partner, 1.0 - lam_map], axis=-1)
+        z = tf.reshape(z, [batch, h * w, -1])
+        z_partner = tf.reshape(z_partner, [batch, h * w, -1])
+        q = self.query(z)
+        k = self.query(z_partner)
+        logits = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.inter_channels)
+        attention = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        v = tf.cast(self.value(z), tf.float32)
+        mask = tf.matmul(attention, v, transpose_a=True)  # P^T v: (B, hw, 1)
+        mask = tf.reshape(mask, [batch, h, w, 1])
+        return tf.sigmoid(nearest_upsample(mask, image_size))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"reduction": self.reduction, "lambda_concat": self.lambda_concat})
+        return config
+
+
+def nearest_upsample(x, size):
+    """Nearest-neighbour resize of (B, h, w, C) to `size` by gathering rows and
+    columns (source index floor(i * h / H), PyTorch's 'nearest'). Unlike
+    `tf.image.resize`, whose gradient op has no XLA kernel, it differentiates
+    under `jit_compile=True`."""
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    out_h, out_w = size[0], size[1]
+    rows = (tf.range(out_h) * h) // out_h
+    cols = (tf.range(out_w) * w) // out_w
+    return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+
+
+def mask_loss(mask, lam, weight, margin=0.1):
+    """AutoMix's mask loss `weight * max(|mean(mask) - lam| - margin, 0)`, the
+    mean taken over the whole batch (OpenMixup's L1 mode with margin 0.1)."""
+    return weight * tf.maximum(tf.abs(tf.reduce_mean(mask) - lam) - margin, 0.0)

@@ -1,0 +1,91 @@
+"""CIFAR-style ResNet-18 with named stages.
+
+He et al., "Deep Residual Learning for Image Recognition", 2016, in the CIFAR
+form used by Mixup, Manifold Mixup, AutoMix and MiAMix experiments: a 3x3 stem
+without max-pooling, four stages of two basic blocks (64, 128, 256, 512
+channels, strides 1, 2, 2, 2), global average pooling and a linear head.
+
+The network is a chain of named sub-models, `stem`, `stage1` ... `stage4` and
+`head`, so that AutoMix can take the output of a stage by name
+(`model.get_layer("stage3").output`) and Manifold Mixup can mix hidden states
+between stages.
+"""
+
+import keras
+from keras import layers
+
+STAGES = ("stem", "stage1", "stage2", "stage3", "stage4", "head")
+
+
+def _basic_block(x, filters, stride, name, weight_decay):
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    shortcut = x
+    y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False,
+                      kernel_regularizer=reg, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, 1, padding="same", use_bias=False,
+                      kernel_regularizer=reg, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, stride, use_bias=False, kernel_regularizer=reg,
+                                 name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def cifar_resnet18(
+    num_classes=10,
+    input_shape=(32, 32, 3),
+    width=64,
+    blocks_per_stage=(2, 2, 2, 2),
+    weight_decay=0.0,
+    name="resnet18",
+):
+    """Builds the CIFAR ResNet-18 as a chain of named stages.
+
+    Args:
+        num_classes: outputs of the linear head (logits, no softmax).
+        input_shape: (H, W, C) of the images.
+        width: channels of the first stage; stages have width * (1, 2, 4, 8).
+            64 is the standard ResNet-18; smaller widths make fast tests.
+        blocks_per_stage: basic blocks in each of the four stages.
+        weight_decay: optional L2 factor on convolution kernels.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` mapping images to logits whose layers are
+        the sub-models `stem`, `stage1`, `stage2`, `stage3`, `stage4` and `head`.
+
+    Example:
+
+    >>> model = cifar_resnet18(num_classes=10, width=16)
+    >>> [layer.name for layer in model.layers][1:]
+    ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'head']
+    """
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    inputs = keras.Input(input_shape, name="images")
+
+    stem_in = keras.Input(input_shape)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_regularizer=reg,
+                      name="stem_conv")(stem_in)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    stem = keras.Model(stem_in, x, name="stem")
+
+    h = stem(inputs)
+    for s, (multiplier, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2)), start=1):
+        stage_in = keras.Input(h.shape[1:])
+        y = stage_in
+        for b in range(blocks_per_stage[s - 1]):
+            y = _basic_block(y, width * multiplier, stride if b == 0 else 1,
+                             f"stage{s}_block{b + 1}", weight_decay)
+        stage = keras.Model(stage_in, y, name=f"stage{s}")
+        h = stage(h)
+
+    head_in = keras.Input(h.shape[1:])
+    z = layers.GlobalAveragePooling2D(name="pool")(head_in)
+    z = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(z)
+    head = keras.Model(head_in, z, name="head")
+    return keras.Model(inputs, head(h), name=name)
