@@ -19,15 +19,16 @@ Reading of the paper followed here (the issue that specified the layer):
   added and clipped, `1 - clip(sum_j (1 - mask_j), 0, 1)`.
 
 All samples of a batch are handled at once, with their own k, methods, ratios
-and masks, on the flattened (B * K) layer masks (no loop, no `tf.map_fn`);
-layers beyond a sample's k are all-ones and change nothing. Each method's
-generator, the rotation/shear and the smoothing run only on the rows that drew
-them (`map_selected_rows`), gathered into a block of static size; when a batch
-happens to draw more rows than that block holds, the whole batch is computed
-instead, so the draws stay exact.
-"""
+and masks: every method's generator runs once on the flattened (B * K) layer
+masks and each layer keeps the mask of the method it drew (no loop, no
+`tf.map_fn`); layers beyond a sample's k are all-ones and change nothing.
 
-import math
+Computing only the rows that drew a method (gathered into a block of static
+size, with a `tf.cond` falling back to all rows when a batch draws more) was
+measured: 14 instead of 20 ms per (128, 32, 32, 3) batch under `tf.function`,
+but 110 instead of 42 ms inside `tf.data`, which runs the functional `If` ops
+slowly. The layer is mostly used in `tf.data`, so every row is computed.
+"""
 
 import tensorflow as tf
 
@@ -41,48 +42,6 @@ from keras_miamix.ops.sampling import sample_dirichlet
 from keras_miamix.ops.sampling import uniform
 
 AUGMENTABLE_METHODS = ("cutmix", "fmix", "gridmix")
-
-
-def row_capacity(num_rows, probability, sigmas=4.5):
-    """Static block size for rows selected with `probability`: the mean plus
-    `sigmas` binomial standard deviations (a larger count falls back to all
-    rows). `num_rows` may be a Python int or a scalar tensor."""
-    if isinstance(num_rows, int):
-        mean = num_rows * probability
-        cap = math.ceil(mean + sigmas * math.sqrt(mean * (1 - probability)) + 2)
-        return max(1, min(num_rows, cap))
-    nf = tf.cast(num_rows, tf.float32)
-    mean = nf * probability
-    cap = tf.math.ceil(mean + sigmas * tf.sqrt(mean * (1 - probability)) + 2)
-    return tf.maximum(1, tf.minimum(num_rows, tf.cast(cap, tf.int32)))
-
-
-def map_selected_rows(fn, select, args, capacity):
-    """`fn(*args)` evaluated only where `select` (n,) is True.
-
-    The selected rows are gathered into a block of `capacity` rows, `fn` runs
-    on the block and its rows are gathered back to their places; if more than
-    `capacity` rows are selected, `fn` runs on all rows instead (`tf.cond`, so
-    only one branch executes). Rows not selected hold arbitrary values: combine
-    with `tf.where(select, result, other)`.
-    """
-    n = tf.shape(select)[0]
-    count = tf.reduce_sum(tf.cast(select, tf.int32))
-
-    def compact():
-        order = tf.argsort(tf.cast(tf.logical_not(select), tf.int32), stable=True)
-        idx = order[:capacity]
-        out = fn(*[tf.gather(a, idx) for a in args])
-        pos = tf.clip_by_value(tf.cumsum(tf.cast(select, tf.int32)) - 1, 0, capacity - 1)
-        return tf.gather(out, pos)
-
-    def full():
-        out = fn(*args)
-        return tf.broadcast_to(out, tf.concat([[n], tf.shape(out)[1:]], 0))
-
-    if isinstance(capacity, int) and capacity >= (select.shape[0] or capacity + 1):
-        return full()
-    return tf.cond(count > capacity, full, compact)
 
 
 def self_pairing(batch_size, p_self, seed):
@@ -173,52 +132,32 @@ def multi_stage_masks(
     n = batch_size * max_k
     flat_methods = tf.reshape(method_idx, [n])
     anchor_share = 1.0 - tf.reshape(lambdas[:, :max_k], [n])
-    # Probability that a flattened layer is active, for the block sizes.
-    p_active = sum(kc / max_k for kc in k_choices) / len(k_choices)
-    total = float(sum(weights))
     layer_masks = tf.ones([n, height, width, 1])
     for i, name in enumerate(methods):
         if weights[i] <= 0:
             continue
         gen = MASK_GENERATORS[name]
-        kwargs = method_kwargs.get(name, {})
-        sub_seed = fold_seed(seed, 10 + i)
-        chosen = flat_methods == i
-        masks_i = map_selected_rows(
-            lambda lam, gen=gen, kwargs=kwargs, s=sub_seed: gen(lam, height, width, s, **kwargs),
-            chosen,
-            [anchor_share],
-            row_capacity(n, p_active * weights[i] / total),
-        )
-        layer_masks = tf.where(chosen[:, None, None, None], masks_i, layer_masks)
+        masks_i = gen(anchor_share, height, width, fold_seed(seed, 10 + i),
+                      **method_kwargs.get(name, {}))
+        chosen = tf.reshape(flat_methods == i, [n, 1, 1, 1])
+        layer_masks = tf.where(chosen, masks_i, layer_masks)
 
     augmentable = [i for i, name in enumerate(methods)
                    if name in AUGMENTABLE_METHODS and weights[i] > 0]
     rotated = tf.zeros([n], tf.bool)
     smoothed = tf.zeros([n], tf.bool)
     if augmentable:
-        p_eligible = p_active * sum(weights[i] for i in augmentable) / total
         eligible = tf.reduce_any(
             flat_methods[:, None] == tf.constant(augmentable, tf.int32)[None, :], axis=1
         )
         draws = uniform([2, n], fold_seed(seed, 2))
         if p_aug > 0:
             rotated = eligible & (draws[0] < p_aug)
-            warped = map_selected_rows(
-                lambda m: random_rotate_shear(m, fold_seed(seed, 3), max_angle, max_shear),
-                rotated,
-                [layer_masks],
-                row_capacity(n, p_eligible * p_aug),
-            )
+            warped = random_rotate_shear(layer_masks, fold_seed(seed, 3), max_angle, max_shear)
             layer_masks = tf.where(rotated[:, None, None, None], warped, layer_masks)
         if p_smooth > 0:
             smoothed = eligible & (draws[1] < p_smooth)
-            blurred = map_selected_rows(
-                lambda m: random_box_filter(m, fold_seed(seed, 4), list(smoothing_windows)),
-                smoothed,
-                [layer_masks],
-                row_capacity(n, p_eligible * p_smooth),
-            )
+            blurred = random_box_filter(layer_masks, fold_seed(seed, 4), list(smoothing_windows))
             layer_masks = tf.where(smoothed[:, None, None, None], blurred, layer_masks)
 
     layer_masks = tf.reshape(layer_masks, [batch_size, max_k, height, width, 1])
