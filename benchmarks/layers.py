@@ -1,7 +1,8 @@
 """Speed of every mixing layer, as ratios measured in one run.
 
-For each batch shape and each method it times, after a warm-up, the median
-milliseconds per batch of
+For each batch shape and each method it times, after a warm-up and with the
+calls interleaved round by round (so that the machine's noise hits every
+contender alike), the median milliseconds per batch of
 
 * our layer under `tf.function` and under `tf.function(jit_compile=True)`;
 * a plain per-sample linear blend `lam * x + (1 - lam) * x[perm]` of the same
@@ -65,15 +66,18 @@ def blend(images, labels, seed):
     return x, y
 
 
-def time_fn(fn, args, warmup, repeats):
+def time_interleaved(calls, warmup, repeats):
+    """Median ms per call of each `name: (fn, args)`, calling them in turn."""
     for _ in range(warmup):
-        fn(*args)
-    times = []
+        for fn, args in calls.values():
+            fn(*args)
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+        for name, (fn, args) in calls.items():
+            start = time.perf_counter()
+            fn(*args)
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000.0 * statistics.median(t) for name, t in times.items()}
 
 
 def run(shapes, methods, warmup, repeats):
@@ -82,32 +86,35 @@ def run(shapes, methods, warmup, repeats):
         images = tf.random.uniform(shape)
         labels = tf.one_hot(tf.range(shape[0]) % NUM_CLASSES, NUM_CLASSES)
         seed = tf.constant([1, 2])
-        reps = repeats if shape[1] <= 64 else max(3, repeats // 4)
-        base = {
-            "tf.function": time_fn(tf.function(blend), (images, labels, seed), warmup, reps),
-            "xla": time_fn(tf.function(blend, jit_compile=True), (images, labels, seed),
-                           warmup, reps),
-        }
+        reps = repeats if shape[1] <= 64 else max(5, repeats // 4)
+        blend_tf = tf.function(blend)
+        blend_xla = tf.function(blend, jit_compile=True)
         for name in methods:
-            row = {"method": name, "shape": list(shape),
-                   "blend_ms": base["tf.function"], "blend_xla_ms": base["xla"]}
-            layer = make_ours(name)
-            fn = tf.function(lambda x, y, layer=layer: layer((x, y)))
-            row["ms"] = time_fn(fn, (images, labels), warmup, reps)
-            layer = make_ours(name)
-            fn = tf.function(lambda x, y, layer=layer: layer((x, y)), jit_compile=True)
-            row["xla_ms"] = time_fn(fn, (images, labels), warmup, reps)
-            row["ratio_blend"] = row["ms"] / base["tf.function"]
-            row["xla_ratio_blend"] = row["xla_ms"] / base["xla"]
-            row["baselines"] = {}
+            ours_tf, ours_xla = make_ours(name), make_ours(name)
+            calls = {
+                "blend": (blend_tf, (images, labels, seed)),
+                "blend_xla": (blend_xla, (images, labels, seed)),
+                "ours": (tf.function(lambda x, y, layer=ours_tf: layer((x, y))),
+                         (images, labels)),
+                "ours_xla": (tf.function(lambda x, y, layer=ours_xla: layer((x, y)),
+                                         jit_compile=True), (images, labels)),
+            }
             for bname in BASELINES.get(name, []):
                 try:
                     blayer = make_baseline(bname)
                 except ImportError:
                     continue
-                bfn = tf.function(lambda d, blayer=blayer: blayer(d))
-                bms = time_fn(bfn, ({"images": images, "labels": labels},), warmup, reps)
-                row["baselines"][bname] = {"ms": bms, "ours_ratio": row["ms"] / bms}
+                calls[bname] = (tf.function(lambda d, blayer=blayer: blayer(d)),
+                                ({"images": images, "labels": labels},))
+            ms = time_interleaved(calls, warmup, reps)
+            row = {"method": name, "shape": list(shape), "blend_ms": ms["blend"],
+                   "blend_xla_ms": ms["blend_xla"], "ms": ms["ours"], "xla_ms": ms["ours_xla"],
+                   "ratio_blend": ms["ours"] / ms["blend"],
+                   "xla_ratio_blend": ms["ours_xla"] / ms["blend_xla"], "baselines": {}}
+            for bname in BASELINES.get(name, []):
+                if bname in ms:
+                    row["baselines"][bname] = {"ms": ms[bname],
+                                               "ours_ratio": ms["ours"] / ms[bname]}
             rows.append(row)
             print_row(row, flush=True)
     return rows

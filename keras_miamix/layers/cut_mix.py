@@ -17,10 +17,7 @@ class CutMix(BetaMixLayer):
 
     Args:
         alpha: Beta concentration, > 0. Defaults to 1.0.
-        num_classes: needed for integer labels.
-        label_smoothing: applied to the labels before mixing.
-        data_format: "channels_last" or "channels_first".
-        seed: integer seed for reproducible draws.
+        num_classes, label_smoothing, data_format, seed: see `MixUp`.
 
     Example:
 

@@ -20,10 +20,7 @@ class FMix(BetaMixLayer):
         alpha: Beta concentration, > 0. Defaults to 1.0.
         decay_power: decay of the Fourier spectrum, > 0. Defaults to 3.0.
         max_soft: softening of the mask's edge, in [0, 0.5]. Defaults to 0.
-        num_classes: needed for integer labels.
-        label_smoothing: applied to the labels before mixing.
-        data_format: "channels_last" or "channels_first".
-        seed: integer seed for reproducible draws.
+        num_classes, label_smoothing, data_format, seed: see `MixUp`.
 
     Example:
 

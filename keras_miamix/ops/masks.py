@@ -367,8 +367,8 @@ def resizemix_mask(tau, height, width, seed):
         masks: (B, H, W, 1), 0 inside the box.
         source_rows: (B, H) int32, the partner row shown in each output row
             (the identity outside the box, where the anchor is kept anyway).
-        source_cols: (B, W) int32, likewise for columns. The resize is
-            separable, so two row gathers do it (see `ops.mixing`).
+        source_cols: (B, W) int32, likewise for columns (the resize is
+            separable; `ops.mixing.gather_partners` applies the map).
     """
     tau = tf.cast(tau, tf.float32)
     cut_h = tf.floor(tf.cast(height, tf.float32) * tau)

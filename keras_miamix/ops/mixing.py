@@ -27,21 +27,18 @@ def gather_partners(images, partner_index, source_rows=None, source_cols=None):
 
     With `source_rows` (B, H) and `source_cols` (B, W), output pixel (r, c) of
     sample b takes pixel `(source_rows[b, r], source_cols[b, c])` of its partner
-    (a separable map such as ResizeMix's resize): gathered as whole rows, then,
-    after a transpose, whole columns, which on CPU is about twice as fast as a
-    per-pixel gather.
+    (a separable map such as ResizeMix's resize), in one gather of pixels.
+    (Gathering whole rows, transposing and gathering again was measured too: no
+    faster in `tf.function` and up to 5x slower under XLA on CPU.)
     """
     if source_rows is None:
         return tf.gather(images, partner_index)
     shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-    rows = tf.reshape(images, [batch * height, -1])
-    rows = tf.gather(rows, partner_index[:, None] * height + source_rows)
-    cols = tf.transpose(tf.reshape(rows, shape), [0, 2, 1, 3])
-    cols = tf.reshape(cols, [batch * width, -1])
-    cols = tf.gather(cols, tf.range(batch)[:, None] * width + source_cols)
-    cols = tf.reshape(cols, [batch, width, height, shape[3]])
-    return tf.transpose(cols, [0, 2, 1, 3])
+    height, width = shape[1], shape[2]
+    index = (partner_index[:, None, None] * (height * width)
+             + source_rows[:, :, None] * width + source_cols[:, None, :])
+    flat = tf.reshape(images, [-1, shape[3]])
+    return tf.reshape(tf.gather(flat, index), shape)
 
 
 def mix_labels(labels, weights, partner_index):
@@ -94,8 +91,14 @@ def mix_batch(
         partner_images = images
     partner = gather_partners(partner_images, partner_index, source_rows, source_cols)
     m = tf.cast(masks, images.dtype)
-    # Same as m * x_i + (1 - m) * x_j with one broadcast product instead of two.
-    out = {"images": partner + m * (images - partner)}
+    if m.shape.rank == 4 and m.shape[1] == 1 and m.shape[2] == 1:
+        # A per-sample constant: two cheap broadcasts beat the form below
+        # (10.2 vs 11.2 ms at (64, 224, 224, 3) on 2 CPU cores).
+        out = {"images": m * images + (1 - m) * partner}
+    else:
+        # m * x_i + (1 - m) * x_j with one (B, H, W, 1) broadcast instead of two
+        # (18.5 vs 22.4 ms at the same size).
+        out = {"images": partner + m * (images - partner)}
     weights = label_weights(masks) if label_weight is None else label_weight
     out["label_weights"] = weights
     if labels is not None:
