@@ -65,8 +65,8 @@ def plot_mixing(layer, images, labels=None, num=6, title=None):
 
     Example:
 
-    >>> import numpy as np, keras_miamix as km
-    >>> fig = plot_mixing(km.FMix(seed=0), np.random.rand(6, 32, 32, 3))
+    >>> import keras, keras_miamix as km
+    >>> fig = plot_mixing(km.FMix(seed=0), keras.random.uniform((6, 32, 32, 3), seed=0))
     """
     plt = _pyplot()
     d = mix_for_display(layer, images, labels)

@@ -21,9 +21,9 @@ class CutMix(BetaMixLayer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> layer = CutMix(num_classes=10, seed=0)
-    >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> images = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> mixed = layer({"images": images, "labels": np.arange(8) % 10})
     >>> mixed["images"].shape
     TensorShape([8, 32, 32, 3])

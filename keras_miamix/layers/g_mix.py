@@ -23,9 +23,9 @@ class GMix(BetaMixLayer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> layer = GMix(num_classes=10, seed=0)
-    >>> images = np.random.rand(8, 37, 53, 3).astype("float32")
+    >>> images = keras.random.uniform((8, 37, 53, 3), seed=0)
     >>> mixed_images, mixed_labels = layer((images, np.arange(8) % 10))
     """
 

@@ -89,9 +89,9 @@ class MiAMix(BaseMixLayer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> layer = MiAMix(num_classes=10, seed=0)
-    >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> images = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> (mixed, labels), info = layer((images, np.arange(8) % 10), return_info=True)
     >>> sorted(info)[:4]
     ['k', 'label_weights', 'lam', 'lambdas']

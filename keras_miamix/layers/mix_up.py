@@ -22,9 +22,9 @@ class MixUp(BetaMixLayer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> layer = MixUp(alpha=1.0, num_classes=10, seed=0)
-    >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> images = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> labels = np.arange(8) % 10
     >>> mixed_images, mixed_labels = layer((images, labels))
     >>> mixed_labels.shape

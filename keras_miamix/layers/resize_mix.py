@@ -24,9 +24,9 @@ class ResizeMix(BaseMixLayer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> layer = ResizeMix(num_classes=10, seed=0)
-    >>> images = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> images = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> mixed_images, mixed_labels = layer((images, np.arange(8) % 10))
     """
 

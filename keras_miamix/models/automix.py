@@ -95,12 +95,12 @@ class AutoMix(keras.Model):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> import keras_miamix as km
     >>> net = km.models.cifar_resnet18(num_classes=10, width=8)
     >>> model = km.models.AutoMix(net, feature_layer="stage3", num_classes=10, seed=0)
     >>> model.compile(optimizer="sgd")
-    >>> x = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> x = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> history = model.fit(x, np.arange(8), epochs=1, verbose=0)
     """
 

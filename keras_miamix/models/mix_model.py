@@ -35,7 +35,7 @@ class MixModel(BaseMixTrainer):
     >>> net = km.models.cifar_resnet18(num_classes=10, width=8)
     >>> model = km.models.MixModel(net, km.CutMix(num_classes=10, seed=0))
     >>> model.compile("adam", keras.losses.CategoricalCrossentropy(from_logits=True))
-    >>> x = np.random.rand(8, 32, 32, 3).astype("float32")
+    >>> x = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> history = model.fit(x, np.arange(8), epochs=1, verbose=0)
     """
 
