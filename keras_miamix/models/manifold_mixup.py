@@ -121,8 +121,12 @@ class ManifoldMixup(BaseMixTrainer):
             h = tf.cast(h, tf.float32)
         for i, block in enumerate(self.blocks):
             if i in self.positions:
-                mixed = mix_labels(h, tf.broadcast_to(lam, tf.shape(h)[:1]), perm)
-                h = tf.where(tf.equal(position, i), mixed, h)
+                # Only the chosen point blends (the cond is lowered in the step).
+                h = tf.cond(
+                    tf.equal(position, i),
+                    lambda h=h: mix_labels(h, tf.broadcast_to(lam, tf.shape(h)[:1]), perm),
+                    lambda h=h: h,
+                )
             h = block(h, training=training)
         return h, mix_labels(y, tf.broadcast_to(lam, tf.shape(y)[:1]), perm)
 
