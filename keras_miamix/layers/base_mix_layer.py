@@ -175,8 +175,8 @@ class BaseMixLayer(keras.layers.Layer):
         images = data[IMAGES]
         batch = tf.shape(images)[0]
         height, width = _spatial_size(images)
-        perm = random_permutation(batch, _fold(seed, 101))
-        gen = self.generate_masks(batch, height, width, _fold(seed, 102))
+        perm = random_permutation(batch, fold_seed(seed, 101))
+        gen = self.generate_masks(batch, height, width, fold_seed(seed, 102))
         out = mix_batch(
             images,
             gen["masks"],
@@ -234,8 +234,7 @@ class BaseMixLayer(keras.layers.Layer):
                 data[SEGMENTATION_MASKS] = tf.transpose(data[SEGMENTATION_MASKS], [0, 2, 3, 1])
         data[IMAGES] = compute_images
         seed = next_seed(self.seed_state)
-        seed = seed * tf.constant([65537, 1]) + tf.stack(
-            [content_salt(compute_images), 0])
+        seed = fold_seed(seed, content_salt(compute_images))
         out, info = self.mix(data, seed)
         if return_info:
             shape = tf.shape(compute_images)
@@ -340,9 +339,6 @@ class BaseMixLayer(keras.layers.Layer):
         return config
 
 
-_fold = fold_seed
-
-
 def _to_tensor(value):
     if isinstance(value, (tf.Tensor, tf.Variable, keras.KerasTensor)) or value is None:
         return value
@@ -379,8 +375,9 @@ class BetaMixLayer(BaseMixLayer):
         return {}
 
     def generate_masks(self, batch_size, height, width, seed):
-        lam = sample_beta([batch_size], self.alpha, self.alpha, _fold(seed, 1))
-        masks = type(self).mask_function(lam, height, width, _fold(seed, 2), **self.mask_kwargs())
+        lam = sample_beta([batch_size], self.alpha, self.alpha, fold_seed(seed, 1))
+        masks = type(self).mask_function(
+            lam, height, width, fold_seed(seed, 2), **self.mask_kwargs())
         return {"masks": masks, "lam": lam}
 
     def get_config(self):

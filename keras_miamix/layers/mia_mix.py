@@ -6,7 +6,6 @@ from keras_miamix.layers.base_mix_layer import LABELS
 from keras_miamix.layers.base_mix_layer import SAMPLE_WEIGHT
 from keras_miamix.layers.base_mix_layer import SEGMENTATION_MASKS
 from keras_miamix.layers.base_mix_layer import BaseMixLayer
-from keras_miamix.layers.base_mix_layer import _fold
 from keras_miamix.layers.base_mix_layer import _spatial_size
 from keras_miamix.layers.base_mix_layer import check_positive
 from keras_miamix.layers.base_mix_layer import check_probability
@@ -15,6 +14,7 @@ from keras_miamix.ops.masks import MASK_GENERATORS
 from keras_miamix.ops.miamix import multi_stage_masks
 from keras_miamix.ops.miamix import self_pairing
 from keras_miamix.ops.mixing import mix_batch
+from keras_miamix.ops.sampling import fold_seed
 
 DEFAULT_METHODS = ("mixup", "cutmix", "fmix", "gridmix", "agmix")
 DEFAULT_WEIGHTS = (2.0, 1.0, 1.0, 1.0, 1.0)
@@ -218,13 +218,13 @@ class MiAMix(BaseMixLayer):
         seg = data.get(SEGMENTATION_MASKS)
         batch = tf.shape(images)[0]
         height, width = _spatial_size(images)
-        view_a, view_b, seg_a, seg_b = self._views(images, seg, _fold(seed, 1))
-        partner, self_mixed = self_pairing(batch, self.p_self, _fold(seed, 2))
+        view_a, view_b, seg_a, seg_b = self._views(images, seg, fold_seed(seed, 1))
+        partner, self_mixed = self_pairing(batch, self.p_self, fold_seed(seed, 2))
         plan = multi_stage_masks(
             batch,
             height,
             width,
-            _fold(seed, 3),
+            fold_seed(seed, 3),
             alpha=self.alpha,
             k_choices=self.k_choices,
             methods=self.methods,

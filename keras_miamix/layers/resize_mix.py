@@ -1,9 +1,9 @@
 import keras
 
 from keras_miamix.layers.base_mix_layer import BaseMixLayer
-from keras_miamix.layers.base_mix_layer import _fold
 from keras_miamix.layers.base_mix_layer import check_range
 from keras_miamix.ops.masks import resizemix_mask
+from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import sample_uniform
 
 
@@ -35,8 +35,8 @@ class ResizeMix(BaseMixLayer):
         self.scope = tuple(float(v) for v in check_range("scope", scope, 0.0, 1.0))
 
     def generate_masks(self, batch_size, height, width, seed):
-        tau = sample_uniform([batch_size], _fold(seed, 1), self.scope[0], self.scope[1])
-        masks, rows, cols = resizemix_mask(tau, height, width, _fold(seed, 2))
+        tau = sample_uniform([batch_size], fold_seed(seed, 1), self.scope[0], self.scope[1])
+        masks, rows, cols = resizemix_mask(tau, height, width, fold_seed(seed, 2))
         return {"masks": masks, "lam": 1.0 - tau * tau, "source_rows": rows, "source_cols": cols}
 
     def get_config(self):

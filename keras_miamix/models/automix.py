@@ -2,13 +2,14 @@ import math
 
 import keras
 import tensorflow as tf
+from keras.src.losses.loss import scale_loss_for_distribution
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_miamix.layers.base_mix_layer import add_seed_state
 from keras_miamix.layers.base_mix_layer import next_seed
-from keras_miamix.models.base_mix_trainer import scale_for_distribution
 from keras_miamix.models.mix_block import MixBlock
 from keras_miamix.models.mix_block import mask_loss
+from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.mixing import prepare_labels
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import random_permutation
@@ -242,8 +243,8 @@ class AutoMix(keras.Model):
         mask_bb = tf.stop_gradient(self.mix_block(features, lam_bb, idx_bb, size))
         near_edge = (lam_bb < self.lam_margin) | (lam_bb > 1.0 - self.lam_margin)
         mask_bb = tf.where(near_edge, tf.fill(tf.shape(mask_bb), lam_bb), mask_bb)
-        x_mb = tf.gather(x, idx_mb) + mask_mb * (x - tf.gather(x, idx_mb))
-        x_bb = tf.gather(x, idx_bb) + mask_bb * (x - tf.gather(x, idx_bb))
+        x_mb = mix_batch(x, mask_mb, idx_mb)["images"]
+        x_bb = mix_batch(x, mask_bb, idx_bb)["images"]
         logits_k = self.teacher(x_mb, training=True)
         loss_mb = tf.reduce_mean(mixed_cross_entropy(y, logits_k, lam_mb, idx_mb,
                                                      self.from_logits))
@@ -275,7 +276,7 @@ class AutoMix(keras.Model):
         with tf.GradientTape() as tape:
             out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step)
             total = out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
-            scaled = self.optimizer.scale_loss(scale_for_distribution(total))
+            scaled = self.optimizer.scale_loss(scale_loss_for_distribution(total))
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         m = momentum_schedule(step, self.total_steps, self.momentum, self.momentum_end,

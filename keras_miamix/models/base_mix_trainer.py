@@ -2,6 +2,7 @@
 
 import keras
 import tensorflow as tf
+from keras.src.losses.loss import unscale_loss_for_distribution
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_miamix.ops.mixing import prepare_labels
@@ -67,7 +68,7 @@ class BaseMixTrainer(keras.Model):
                 x=x, y=y_mixed, y_pred=y_pred, sample_weight=sw_mixed, training=True
             )
             self._loss_tracker.update_state(
-                _unscale_for_distribution(loss), sample_weight=tf.shape(y_mixed)[0]
+                unscale_loss_for_distribution(loss), sample_weight=tf.shape(y_mixed)[0]
             )
             if self.optimizer is not None:
                 loss = self.optimizer.scale_loss(loss)
@@ -83,7 +84,7 @@ class BaseMixTrainer(keras.Model):
         loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                   training=False)
         self._loss_tracker.update_state(
-            _unscale_for_distribution(loss), sample_weight=tf.shape(y)[0]
+            unscale_loss_for_distribution(loss), sample_weight=tf.shape(y)[0]
         )
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -100,15 +101,3 @@ class BaseMixTrainer(keras.Model):
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
         return cls(**config)
 
-
-def _unscale_for_distribution(loss):
-    """Keras' loss objects divide by the number of replicas; undo it for logs."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss * replicas if replicas > 1 else loss
-
-
-def scale_for_distribution(loss):
-    """Divides a per-replica mean loss by the number of replicas, so that the
-    gradients summed across replicas are those of the global mean."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss

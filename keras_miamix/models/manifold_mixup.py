@@ -108,10 +108,6 @@ class ManifoldMixup(BaseMixTrainer):
         self.seed = seed
         self.seed_state = add_seed_state(self, seed)
 
-    @property
-    def trainable_weights(self):
-        return self.model.trainable_weights
-
     def forward(self, x, y, position, lam, perm, training=True):
         """Runs the chain, mixing the hidden states at `position` (0 is the
         input, i mixes the output of block i - 1) with `lam` ((1,) or (B,))

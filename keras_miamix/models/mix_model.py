@@ -61,10 +61,6 @@ class MixModel(BaseMixTrainer):
             shape=(), dtype="int64", initializer="zeros", trainable=False, name="epoch"
         )
 
-    @property
-    def trainable_weights(self):
-        return self.model.trainable_weights
-
     def mixed_forward(self, x, y, sample_weight, training=True):
         # Without sample weights, mix weights of one (mixing leaves them one).
         sw = tf.ones(tf.shape(y)[:1]) if sample_weight is None else sample_weight

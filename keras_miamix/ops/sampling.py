@@ -33,7 +33,8 @@ _SALT_MULTIPLIER = 65537
 
 
 def fold_seed(seed, salt):
-    """Derives the seed of an independent sub-stream from `seed` and an int.
+    """Derives the seed of an independent sub-stream from `seed` and a salt
+    (a Python int or an int32 scalar tensor).
 
     `[s0 * 65537 + salt, s1]` (int32, wrapping): distinct salts (< 65537) at
     each nesting level give distinct seeds, and the stateless ops scramble the
@@ -43,7 +44,9 @@ def fold_seed(seed, salt):
     arithmetic, dominates small batches.
     """
     seed = tf.cast(seed, tf.int32)
-    return seed * tf.constant([_SALT_MULTIPLIER, 1]) + tf.constant([salt, 0])
+    if isinstance(salt, int):
+        return seed * tf.constant([_SALT_MULTIPLIER, 1]) + tf.constant([salt, 0])
+    return seed * tf.constant([_SALT_MULTIPLIER, 1]) + tf.stack([tf.cast(salt, tf.int32), 0])
 
 
 def normal(shape, seed):
