@@ -27,9 +27,14 @@ setup(
         "tensorflow>=2.21",
         "keras>=3.15.1",
         "numpy>=1.26",
+        # The `keras-miamix` command: its offline dataset and its pictures.
+        "scikit-learn>=1.9",
+        "matplotlib>=3.8",
     ],
+    entry_points={"console_scripts": ["keras-miamix=keras_miamix.training.cli:main"]},
     extras_require={
         "vis": ["matplotlib>=3.8"],
+        "tfds": ["tensorflow-datasets>=4.9.10"],
         "examples": ["tensorflow-datasets>=4.9.10", "matplotlib>=3.8"],
         "test": [
             "pytest>=8",
@@ -39,6 +44,8 @@ setup(
             "tensorflow-datasets>=4.9.10",
             "matplotlib>=3.8",
             "ruff>=0.6",
+            "nbmake>=1.5",
+            "ipykernel>=6",
         ],
         "bench": ["keras-cv>=0.9.0"],
     },

@@ -289,6 +289,16 @@ class AutoMix(keras.Model):
         self._train_acc.update_state(y, out["logits_one"])
         return {m.name: m.result() for m in self.metrics[:6]}
 
+    def predict_masks(self, images, lam, partner_index):
+        """The anchor masks (B, H, W, 1) the Mix Block makes for `images`
+        paired with `images[partner_index]` at ratio `lam` (teacher features
+        in inference mode); 1 keeps the anchor."""
+        x = tf.convert_to_tensor(images)
+        x = tf.cast(x, tf.float32) if x.dtype.is_integer else x
+        features = self._teacher_features(x, training=False)
+        return self.mix_block(features, tf.cast(lam, tf.float32), partner_index,
+                              tf.shape(x)[1:3])
+
     def update_teacher(self, m):
         """`teacher = m * teacher + (1 - m) * student` for every trainable weight.
 

@@ -1,4 +1,4 @@
-"""CIFAR-style ResNet-18 with named stages.
+"""CIFAR-style ResNets (ResNet-18 and a small one) with named stages.
 
 He et al., "Deep Residual Learning for Image Recognition", 2016, in the CIFAR
 form used by Mixup, Manifold Mixup, AutoMix and MiAMix experiments: a 3x3 stem
@@ -35,12 +35,87 @@ def _basic_block(x, filters, stride, name, weight_decay):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
+def cifar_resnet(
+    num_classes=10,
+    input_shape=(32, 32, 3),
+    filters=(64, 128, 256, 512),
+    blocks_per_stage=(2, 2, 2, 2),
+    weight_decay=0.0,
+    normalization=None,
+    name="resnet",
+):
+    """Builds a CIFAR-style ResNet of basic blocks as a chain of named stages.
+
+    Args:
+        num_classes: outputs of the linear head (logits, no softmax).
+        input_shape: (H, W, C) of the images.
+        filters: channels of each stage; the first stage keeps the resolution,
+            every later one halves it.
+        blocks_per_stage: basic blocks in each stage (same length as `filters`).
+        weight_decay: optional L2 factor on convolution and dense kernels (a
+            `keras.regularizers.l2`, so `weight_decay / 2` gives the gradient
+            of PyTorch's SGD `weight_decay`).
+        normalization: optional `(mean, std)` per channel, in the units of the
+            inputs (for example pixel values 0..255): the stem then starts with
+            `(x - mean) / std`, so the model takes raw images. Mixing is affine
+            in the pixels, so mixing before or after this layer is the same.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` mapping images to logits whose layers are
+        the sub-models `stem`, `stage1` ... `stageN` and `head`.
+
+    Example:
+
+    >>> model = cifar_resnet(num_classes=10, filters=(8, 16), blocks_per_stage=(1, 1))
+    >>> [layer.name for layer in model.layers][1:]
+    ['stem', 'stage1', 'stage2', 'head']
+    """
+    if len(filters) != len(blocks_per_stage) or not filters:
+        raise ValueError(
+            "`filters` and `blocks_per_stage` must be non-empty and of the same length; "
+            f"received filters={filters!r}, blocks_per_stage={blocks_per_stage!r}."
+        )
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    inputs = keras.Input(input_shape, name="images")
+
+    stem_in = keras.Input(input_shape)
+    x = stem_in
+    if normalization is not None:
+        mean, std = normalization
+        std = [float(s) ** 2 for s in (std if hasattr(std, "__len__") else [std])]
+        x = layers.Normalization(mean=mean, variance=std, name="normalize")(x)
+    x = layers.Conv2D(filters[0], 3, padding="same", use_bias=False, kernel_regularizer=reg,
+                      name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    stem = keras.Model(stem_in, x, name="stem")
+
+    h = stem(inputs)
+    for s, (channels, blocks) in enumerate(zip(filters, blocks_per_stage), start=1):
+        stride = 1 if s == 1 else 2
+        stage_in = keras.Input(h.shape[1:])
+        y = stage_in
+        for b in range(blocks):
+            y = _basic_block(y, channels, stride if b == 0 else 1,
+                             f"stage{s}_block{b + 1}", weight_decay)
+        stage = keras.Model(stage_in, y, name=f"stage{s}")
+        h = stage(h)
+
+    head_in = keras.Input(h.shape[1:])
+    z = layers.GlobalAveragePooling2D(name="pool")(head_in)
+    z = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(z)
+    head = keras.Model(head_in, z, name="head")
+    return keras.Model(inputs, head(h), name=name)
+
+
 def cifar_resnet18(
     num_classes=10,
     input_shape=(32, 32, 3),
     width=64,
     blocks_per_stage=(2, 2, 2, 2),
     weight_decay=0.0,
+    normalization=None,
     name="resnet18",
 ):
     """Builds the CIFAR ResNet-18 as a chain of named stages.
@@ -51,7 +126,8 @@ def cifar_resnet18(
         width: channels of the first stage; stages have width * (1, 2, 4, 8).
             64 is the standard ResNet-18; smaller widths make fast tests.
         blocks_per_stage: basic blocks in each of the four stages.
-        weight_decay: optional L2 factor on convolution kernels.
+        weight_decay: optional L2 factor on convolution and dense kernels.
+        normalization: optional per-channel `(mean, std)` (see `cifar_resnet`).
         name: model name.
 
     Returns:
@@ -64,28 +140,27 @@ def cifar_resnet18(
     >>> [layer.name for layer in model.layers][1:]
     ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'head']
     """
-    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
-    inputs = keras.Input(input_shape, name="images")
+    return cifar_resnet(num_classes, input_shape, tuple(width * m for m in (1, 2, 4, 8)),
+                        blocks_per_stage, weight_decay, normalization, name)
 
-    stem_in = keras.Input(input_shape)
-    x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_regularizer=reg,
-                      name="stem_conv")(stem_in)
-    x = layers.BatchNormalization(name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    stem = keras.Model(stem_in, x, name="stem")
 
-    h = stem(inputs)
-    for s, (multiplier, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2)), start=1):
-        stage_in = keras.Input(h.shape[1:])
-        y = stage_in
-        for b in range(blocks_per_stage[s - 1]):
-            y = _basic_block(y, width * multiplier, stride if b == 0 else 1,
-                             f"stage{s}_block{b + 1}", weight_decay)
-        stage = keras.Model(stage_in, y, name=f"stage{s}")
-        h = stage(h)
+def small_resnet(
+    num_classes=10,
+    input_shape=(32, 32, 3),
+    filters=(32, 64, 128),
+    weight_decay=0.0,
+    normalization=None,
+    name="small_resnet",
+):
+    """A small CIFAR ResNet for quick runs: stages of 32, 64 and 128 filters,
+    one basic block (two 3x3 convolutions) each, global pooling and a dense
+    head; about 0.31M weights, the network of the accuracy benchmark.
 
-    head_in = keras.Input(h.shape[1:])
-    z = layers.GlobalAveragePooling2D(name="pool")(head_in)
-    z = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(z)
-    head = keras.Model(head_in, z, name="head")
-    return keras.Model(inputs, head(h), name=name)
+    Example:
+
+    >>> model = small_resnet(num_classes=10)
+    >>> [layer.name for layer in model.layers][1:]
+    ['stem', 'stage1', 'stage2', 'stage3', 'head']
+    """
+    return cifar_resnet(num_classes, input_shape, tuple(filters), (1,) * len(filters),
+                        weight_decay, normalization, name)

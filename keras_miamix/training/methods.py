@@ -1,0 +1,168 @@
+"""Names to objects: the methods, classifiers and their arguments that the
+trainer, the `keras-miamix` command, the notebooks and the benchmarks share.
+"""
+
+import ast
+
+import keras
+import tensorflow as tf
+
+from keras_miamix import layers as mix_layers
+from keras_miamix import models as mix_models
+
+LAYER_METHODS = {
+    "mixup": mix_layers.MixUp,
+    "cutmix": mix_layers.CutMix,
+    "fmix": mix_layers.FMix,
+    "gridmix": mix_layers.GridMix,
+    "gmix": mix_layers.GMix,
+    "agmix": mix_layers.AGMix,
+    "resizemix": mix_layers.ResizeMix,
+    "miamix": mix_layers.MiAMix,
+}
+MODEL_METHODS = ("manifold_mixup", "automix")
+# Keras core's own layers, as outside baselines (mixing in the pipeline only).
+KERAS_BASELINES = ("keras_mixup", "keras_cutmix")
+METHODS = ("none", *LAYER_METHODS, *MODEL_METHODS, *KERAS_BASELINES)
+OWN_MODELS = ("small_resnet", "resnet18")
+
+
+def parse_method_args(items):
+    """`["k_max=3", "methods=('mixup','cutmix')"]` -> `{"k_max": 3, ...}`.
+
+    Values are Python literals when they parse as one, strings otherwise.
+    """
+    args = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ValueError(f"`--set` takes NAME=VALUE; received {item!r}.")
+        key, value = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        try:
+            args[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            args[key] = value
+    return args
+
+
+def build_classifier(name, num_classes, input_shape, normalization=None, weight_decay=0.0):
+    """A classifier (images in pixel units to logits).
+
+    Args:
+        name: "small_resnet" (stages of 32, 64, 128 filters, one block each),
+            "resnet18" (the CIFAR ResNet-18), or a `keras.applications`
+            model's name (e.g. "ResNet50", "MobileNetV2"; random weights)
+            where the image size allows it.
+        num_classes: outputs.
+        input_shape: (H, W, C).
+        normalization: per-channel (mean, std) of the inputs, applied first.
+        weight_decay: PyTorch-style SGD weight decay; our own networks get an
+            L2 penalty of `weight_decay / 2` on their kernels, whose gradient is
+            `weight_decay * w`, like `torch.optim.SGD(weight_decay=...)`.
+    """
+    l2 = weight_decay / 2.0
+    if name == "small_resnet":
+        return mix_models.small_resnet(num_classes, input_shape, weight_decay=l2,
+                                       normalization=normalization)
+    if name == "resnet18":
+        return mix_models.cifar_resnet18(num_classes, input_shape, weight_decay=l2,
+                                         normalization=normalization)
+    builder = getattr(keras.applications, name, None)
+    if builder is None or not callable(builder):
+        raise ValueError(
+            f"`model` must be one of {OWN_MODELS} or a keras.applications model name "
+            f"(e.g. 'ResNet50', 'MobileNetV2'); received model={name!r}.")
+    try:
+        app = builder(weights=None, input_shape=tuple(input_shape), classes=num_classes,
+                      classifier_activation=None)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"keras.applications.{name} cannot be built for images of shape "
+            f"{tuple(input_shape)}: {err}") from None
+    if weight_decay:
+        def with_l2(layer):
+            config = layer.get_config()
+            if "kernel_regularizer" in config:
+                config["kernel_regularizer"] = keras.regularizers.l2(l2)
+            return layer.__class__.from_config(config)
+
+        app = keras.models.clone_model(app, clone_function=with_l2)
+    inputs = keras.Input(tuple(input_shape), name="images")
+    x = inputs
+    if normalization is not None:
+        mean, std = normalization
+        x = keras.layers.Normalization(mean=mean, variance=[s * s for s in std],
+                                       name="normalize")(x)
+    return keras.Model(inputs, app(x), name=name.lower())
+
+
+def build_training_model(method, classifier, num_classes, where="data", method_args=None,
+                         seed=None, total_steps=None):
+    """The model to compile and the mixing function for the input pipeline.
+
+    Args:
+        method: one of `METHODS`.
+        classifier: the network from `build_classifier`.
+        num_classes: classes.
+        where: "data" (the mixing layer maps the `tf.data` pipeline) or
+            "device" (`MixModel` mixes inside the compiled train step); only
+            for the mixing layers.
+        method_args: keyword arguments of the method's layer or model.
+        seed: the method's seed.
+        total_steps: optimizer steps of the whole run (AutoMix's schedules).
+
+    Returns:
+        (model, pipeline_mixer): `pipeline_mixer` is None or a function of
+        `(images, one_hot_labels)` for `ds.map`.
+    """
+    method_args = dict(method_args or {})
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}; received method={method!r}.")
+    if where not in ("data", "device"):
+        raise ValueError(f"`where` must be 'data' or 'device'; received where={where!r}.")
+    if method == "none":
+        _no_args(method, method_args)
+        return classifier, None
+    if method in LAYER_METHODS:
+        mixer = make_mixer(method, num_classes, method_args, seed)
+        if where == "device":
+            return mix_models.MixModel(classifier, mixer), None
+        return classifier, mixer
+    if method in KERAS_BASELINES:
+        if where == "device":
+            raise ValueError(f"{method!r} (a Keras core layer) mixes in the pipeline only: "
+                             "use --where data.")
+        return classifier, _keras_core_mixer(method, method_args, seed)
+    if method == "manifold_mixup":
+        return mix_models.ManifoldMixup(classifier, num_classes=num_classes, seed=seed,
+                                        **method_args), None
+    method_args.setdefault("total_steps", total_steps)
+    return mix_models.AutoMix(classifier, num_classes=num_classes, seed=seed,
+                              **method_args), None
+
+
+def make_mixer(method, num_classes=None, method_args=None, seed=None):
+    """A mixing layer by name, its constructor validating `method_args`."""
+    cls = LAYER_METHODS[method]
+    try:
+        return cls(num_classes=num_classes, seed=seed, **dict(method_args or {}))
+    except TypeError as err:
+        raise ValueError(f"{cls.__name__} does not take these arguments: {err}") from None
+
+
+def _no_args(method, method_args):
+    if method_args:
+        raise ValueError(f"method {method!r} takes no arguments; received {method_args}.")
+
+
+def _keras_core_mixer(method, method_args, seed):
+    if method == "keras_mixup":
+        layer = keras.layers.MixUp(seed=seed, **{"alpha": 1.0, **method_args})
+    else:
+        layer = keras.layers.CutMix(seed=seed, **method_args)
+
+    def mix(images, labels):
+        out = layer({"images": images, "labels": labels}, training=True)
+        return out["images"], tf.cast(out["labels"], tf.float32)
+
+    return mix

@@ -1,0 +1,268 @@
+"""The one training path: `train(TrainConfig(...))`.
+
+The `keras-miamix train` command, the notebooks and `benchmarks/accuracy.py`
+all call this function, so a result from one is a result from the others.
+It loads the data, builds the classifier and the method, trains with `fit`
+(SGD with momentum, cosine decay to 0, PyTorch-style weight decay), evaluates
+on the test split and, given an output folder, writes `history.json`,
+`curves.png`, `samples.png`, `report.json` and the trained classifier as
+`model.keras`; an interrupted run resumes from that folder
+(`keras.callbacks.BackupAndRestore`).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_miamix.training import data as data_lib
+from keras_miamix.training import methods as methods_lib
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on.
+
+    Attributes:
+        method: one of `keras_miamix.training.METHODS`.
+        method_args: keyword arguments of the method's layer or model.
+        where: "data" (mix in the `tf.data` pipeline) or "device" (mix inside
+            the compiled train step through `MixModel`).
+        dataset: "digits", a TensorFlow Datasets name, an `.npz` or a folder.
+        data_dir: TensorFlow Datasets' data directory.
+        image_size: resize images to this side (or (height, width)).
+        limit: use only this many training images.
+        test_limit: use only this many test images.
+        model: "small_resnet", "resnet18" or a `keras.applications` name.
+        epochs, batch_size, lr, momentum, weight_decay: the optimisation.
+        augment: random flip and 4-pixel pad-and-crop before mixing (MiAMix
+            in the pipeline makes its own two augmented views instead).
+        steps_per_epoch: optional cap on the steps of an epoch (quick runs).
+        seed: seeds the shuffling, the augmentation, the method and the
+            weights' initialisation.
+        jit: compile the train step with XLA.
+        output: folder for the files and the resumable backup (None: none).
+        verbose: Keras' `fit` verbosity ("auto": progress bars).
+    """
+
+    method: str = "miamix"
+    method_args: dict = dataclasses.field(default_factory=dict)
+    where: str = "data"
+    dataset: str = "digits"
+    data_dir: str = None
+    image_size: object = None
+    limit: int = None
+    test_limit: int = None
+    model: str = "small_resnet"
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+    steps_per_epoch: int = None
+    seed: int = 0
+    jit: bool = False
+    output: str = None
+    verbose: object = "auto"
+
+    def validate(self):
+        if self.method not in methods_lib.METHODS:
+            raise ValueError(f"`method` must be one of {methods_lib.METHODS}; "
+                             f"received method={self.method!r}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"`lr` must be positive; received lr={self.lr!r}.")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"`weight_decay` must be >= 0; received {self.weight_decay!r}.")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` returns: the report (also `report.json`), the per-epoch
+    history, the trained classifier (the network `predict` uses: AutoMix's
+    teacher), the model that was fitted and the data."""
+
+    report: dict
+    history: list
+    classifier: keras.Model
+    model: keras.Model
+    data: data_lib.ImageData
+
+
+def train(config, data=None, callbacks=None):
+    """Trains one method on one dataset; see the module docstring.
+
+    Args:
+        config: a `TrainConfig`.
+        data: an already loaded `ImageData` (otherwise loaded from `config`).
+        callbacks: extra Keras callbacks.
+
+    Returns:
+        A `TrainResult`.
+    """
+    config.validate()
+    if data is None:
+        data = data_lib.load_data(config.dataset, config.data_dir, config.image_size,
+                                  config.limit, config.test_limit)
+    keras.utils.set_random_seed(config.seed)
+    steps = config.steps_per_epoch or math.ceil(data.train_size / config.batch_size)
+    if config.steps_per_epoch:
+        steps = min(steps, math.ceil(data.train_size / config.batch_size))
+    total_steps = steps * config.epochs
+    classifier = methods_lib.build_classifier(
+        config.model, data.num_classes, data.image_shape, (data.mean, data.std),
+        config.weight_decay)
+    model, mixer = methods_lib.build_training_model(
+        config.method, classifier, data.num_classes, config.where, config.method_args,
+        config.seed, total_steps)
+    # MiAMix makes its own two augmented views of the batch.
+    augment = config.augment and not (config.method == "miamix" and config.where == "data")
+    train_ds = data_lib.train_pipeline(data, config.batch_size, config.seed, augment, mixer)
+    test_ds = data_lib.test_pipeline(data, config.batch_size)
+    optimizer = keras.optimizers.SGD(
+        keras.optimizers.schedules.CosineDecay(config.lr, total_steps),
+        momentum=config.momentum)
+    if config.method == "automix":
+        model.compile(optimizer=optimizer, jit_compile=config.jit)
+    else:
+        model.compile(optimizer, keras.losses.CategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"], jit_compile=config.jit)
+
+    out = config.output
+    history_cb = JsonHistory(os.path.join(out, "history.json") if out else None)
+    all_callbacks = [history_cb, *(callbacks or [])]
+    if out:
+        os.makedirs(out, exist_ok=True)
+        if config.method not in ("automix", *methods_lib.KERAS_BASELINES):
+            _save_samples(config, data, mixer, os.path.join(out, "samples.png"))
+        # Build every weight (optimizer included) before a backup is restored.
+        model.build((None, *data.image_shape))
+        all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup")))
+    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, shuffle=False,
+              validation_data=test_ds, callbacks=all_callbacks, verbose=config.verbose)
+
+    scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    trained = _classifier_of(model)
+    report = {
+        "method": config.method,
+        "method_args": config.method_args,
+        "where": config.where,
+        "dataset": data.name,
+        "train_images": data.train_size,
+        "test_images": data.test_size,
+        "image_shape": list(data.image_shape),
+        "model": config.model,
+        "parameters": int(classifier.count_params()),
+        "epochs": config.epochs,
+        "steps_per_epoch": steps,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "seed": config.seed,
+        "jit": config.jit,
+        "test_accuracy": float(scores.get("accuracy", scores.get("teacher_accuracy", np.nan))),
+        "test_loss": float(scores["loss"]),
+        "seconds_per_epoch": history_cb.seconds_per_epoch(),
+    }
+    if config.method == "automix":
+        report["teacher_accuracy"] = float(scores["teacher_accuracy"])
+        report["student_accuracy"] = float(scores["student_accuracy"])
+    if out:
+        trained.save(os.path.join(out, "model.keras"))
+        from keras_miamix import visualization
+
+        fig = visualization.plot_history(history_cb.history, title=_run_title(config, data))
+        fig.savefig(os.path.join(out, "curves.png"), dpi=100)
+        if config.method == "automix":
+            _save_samples(config, data, model, os.path.join(out, "samples.png"))
+        report["files"] = sorted(f for f in os.listdir(out) if f != "backup")
+        if "report.json" not in report["files"]:
+            report["files"] = sorted(report["files"] + ["report.json"])
+        with open(os.path.join(out, "report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+    return TrainResult(report, history_cb.history, trained, model, data)
+
+
+def summary_lines(report):
+    """A short printed summary of a report."""
+    lines = [f"{report['method']} on {report['dataset']} ({report['train_images']} train / "
+             f"{report['test_images']} test images), {report['model']}, "
+             f"{report['epochs']} epochs:",
+             f"  test top-1 accuracy  {100 * report['test_accuracy']:.2f}%"]
+    if "teacher_accuracy" in report:
+        lines.append(f"  teacher / student   {100 * report['teacher_accuracy']:.2f}% / "
+                     f"{100 * report['student_accuracy']:.2f}%")
+    lines.append(f"  seconds per epoch    {report['seconds_per_epoch']:.1f}")
+    return lines
+
+
+class JsonHistory(keras.callbacks.Callback):
+    """Per-epoch logs and wall time, written to a JSON file after every epoch.
+
+    It keeps what an earlier, interrupted run wrote, so the history of a
+    resumed run (`BackupAndRestore`) is whole: epoch `e` overwrites entry `e`.
+    """
+
+    def __init__(self, path=None):
+        super().__init__()
+        self.path = path
+        self.history = []
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.history = json.load(f)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": epoch, "seconds": time.perf_counter() - self._start}
+        entry.update({k: float(v) for k, v in (logs or {}).items()})
+        self.history = self.history[:epoch] + [entry]
+        if self.path:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.history, f, indent=1)
+            os.replace(tmp, self.path)
+
+    def seconds_per_epoch(self):
+        """Median wall time of an epoch (the first, which compiles, left out
+        when there are more)."""
+        seconds = [h["seconds"] for h in self.history]
+        if len(seconds) > 1:
+            seconds = seconds[1:]
+        return float(np.median(seconds)) if seconds else float("nan")
+
+
+def _classifier_of(model):
+    if isinstance(model, methods_lib.mix_models.AutoMix):
+        return model.teacher
+    return getattr(model, "model", model) if not _is_plain(model) else model
+
+
+def _is_plain(model):
+    return not isinstance(model, (methods_lib.mix_models.MixModel,
+                                  methods_lib.mix_models.ManifoldMixup))
+
+
+def _run_title(config, data):
+    return f"{config.method} on {data.name}, {config.model}"
+
+
+def _save_samples(config, data, mixer_or_model, path, count=6):
+    """The picture of the chosen method's mixed training images."""
+    from keras_miamix import visualization
+
+    images, labels = data.take_images(max(count, 8))
+    fig = visualization.plot_method_samples(
+        config.method, images, labels, data.class_names, num=count,
+        mixer=mixer_or_model, method_args=config.method_args, seed=config.seed)
+    fig.savefig(path, dpi=100)
+    visualization.close(fig)
