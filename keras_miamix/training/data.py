@@ -326,7 +326,8 @@ def _from_tfds(name, data_dir, image_size):
     if "label" not in info.features or "image" not in info.features:
         raise ValueError(f"{name!r} is not an image classification dataset "
                          f"(features {list(info.features)}).")
-    splits = set(info.splits)
+    # (Empty when the metadata has no split sizes, as under tfds' mock data.)
+    splits = set(info.splits) or {"train", "test"}
     if "test" in splits:
         train_split, test_split = "train", "test"
     elif "validation" in splits:
@@ -352,6 +353,10 @@ def _from_tfds(name, data_dir, image_size):
         prepare, num_parallel_calls=tf.data.AUTOTUNE)
     names = list(info.features["label"].names)
     h, w = image_size if image_size is not None else shape[:2]
-    if h * w * 3 * builder.info.splits[train_split].num_examples < 2e9:
+    try:
+        count = builder.info.splits[train_split].num_examples
+    except KeyError:
+        count = 0
+    if h * w * 3 * count < 2e9:
         train, test = train.cache(), test.cache()
     return _from_streams(name, train, test, names, (h, w, channels))

@@ -144,7 +144,8 @@ def train(config, data=None, callbacks=None):
         if config.method not in ("automix", *methods_lib.KERAS_BASELINES):
             _save_samples(config, data, mixer, os.path.join(out, "samples.png"))
         # Build every weight (optimizer included) before a backup is restored.
-        model.build((None, *data.image_shape))
+        if not model.built:
+            model.build((None, *data.image_shape))
         all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup")))
     model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, shuffle=False,
               validation_data=test_ds, callbacks=all_callbacks, verbose=config.verbose)

@@ -1,0 +1,161 @@
+"""Turns `benchmarks/results/accuracy.json` into the README's accuracy table
+and `docs/accuracy.png`, so that the README never holds a number typed by hand.
+
+    python benchmarks/report.py            # rewrite the README section and the plot
+    python benchmarks/report.py --check    # exit 1 if the README is out of date
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results", "accuracy.json")
+README = os.path.join(ROOT, "README.md")
+PLOT = os.path.join(ROOT, "docs", "accuracy.png")
+BEGIN, END = "<!-- accuracy-table:begin -->", "<!-- accuracy-table:end -->"
+ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix", "miamix",
+         "manifold_mixup", "automix", "keras_mixup", "keras_cutmix")
+NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
+         "gridmix": "GridMix", "gmix": "GMix", "agmix": "AGMix", "resizemix": "ResizeMix",
+         "miamix": "**MiAMix**", "manifold_mixup": "Manifold Mixup", "automix": "**AutoMix**",
+         "keras_mixup": "Keras core `MixUp`", "keras_cutmix": "Keras core `CutMix`"}
+
+
+def summarise(results):
+    """Per method: seeds, accuracies, mean and std (ddof 1), ECE, NLL, mCA,
+    seconds per epoch and its ratio to no mixing."""
+    by_method = {}
+    for run in results["runs"]:
+        by_method.setdefault(run["method"], []).append(run)
+    base = by_method.get("none")
+    base_seconds = np.mean([r["seconds_per_epoch"] for r in base]) if base else None
+    rows = []
+    for method in sorted(by_method, key=lambda m: ORDER.index(m) if m in ORDER else 99):
+        runs = sorted(by_method[method], key=lambda r: r["seed"])
+        acc = np.array([r["accuracy"] for r in runs]) * 100
+        seconds = float(np.mean([r["seconds_per_epoch"] for r in runs]))
+        row = {
+            "method": method,
+            "n": len(runs),
+            "seeds": [r["seed"] for r in runs],
+            "accuracies": [float(a) for a in acc],
+            "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+            "ece": float(np.mean([r["ece"] for r in runs]) * 100),
+            "nll": float(np.mean([r["nll"] for r in runs])),
+            "mca": float(np.mean([r["mca"] for r in runs]) * 100),
+            "seconds_per_epoch": seconds,
+            "time_ratio": seconds / base_seconds if base_seconds else None,
+            "corruptions": {name: float(np.mean([r["corruptions"][name]["mean"] for r in runs])
+                                        * 100) for name in runs[0]["corruptions"]},
+        }
+        if method == "automix":
+            row["student"] = float(np.mean([r["student_accuracy"] for r in runs]) * 100)
+        rows.append(row)
+    return rows
+
+
+def table(results):
+    rows = summarise(results)
+    p = results["protocol"]
+    lines = [
+        f"Protocol: `{p['model']}`, {p['epochs']} epochs, batch {p['batch_size']}, SGD "
+        f"lr {p['lr']} cosine, weight decay {p['weight_decay']}; "
+        f"{rows[0]['n'] and results['runs'][0]['train_images']} train / "
+        f"{results['runs'][0]['test_images']} test CIFAR-10 images. "
+        f"{len(results['runs'])} runs in `benchmarks/results/accuracy.json`.",
+        "",
+        "| method | top-1 % (mean ± std) | n | each seed | ECE % | NLL | mCA % "
+        "| time/epoch x none |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        std = f" ± {r['std']:.2f}" if r["std"] is not None else ""
+        seeds = ", ".join(f"{a:.1f}" for a in r["accuracies"])
+        ratio = f"{r['time_ratio']:.2f}" if r["time_ratio"] is not None else "-"
+        name = NAMES.get(r["method"], r["method"])
+        if "student" in r:
+            name += f" (student {r['student']:.1f})"
+        lines.append(f"| {name} | {r['mean']:.2f}{std} | {r['n']} | {seeds} | {r['ece']:.2f} "
+                     f"| {r['nll']:.3f} | {r['mca']:.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarise(results)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6),
+                                   gridspec_kw={"width_ratios": [1, 1.4]})
+    for r in rows:
+        x = r["time_ratio"] if r["time_ratio"] is not None else 1.0
+        ax1.errorbar(x, r["mean"], yerr=r["std"] or 0, fmt="o", capsize=4)
+        ax1.annotate(f"{NAMES.get(r['method'], r['method']).strip('*')} (n={r['n']})",
+                     (x, r["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax1.set_xlabel("wall time per epoch / no mixing (2-core CPU)")
+    ax1.set_ylabel("test top-1 accuracy (%)")
+    ax1.set_title("accuracy against training cost (mean ± std over seeds)")
+    ax1.grid(alpha=0.3)
+    names = list(rows[0]["corruptions"])
+    grid = np.array([[r["corruptions"][n] for n in names] for r in rows])
+    im = ax2.imshow(grid, cmap="viridis", aspect="auto")
+    ax2.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
+    ax2.set_yticks(range(len(rows)),
+                   [NAMES.get(r["method"], r["method"]).strip("*`") for r in rows], fontsize=8)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax2.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                     color="white" if grid[i, j] < grid.mean() else "black")
+    ax2.set_title("accuracy (%) under each corruption, mean of severities 1-5")
+    fig.colorbar(im, ax=ax2, fraction=0.03)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def replace_section(text, body):
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", default=RESULTS)
+    parser.add_argument("--readme", default=README)
+    parser.add_argument("--plot", default=PLOT)
+    parser.add_argument("--check", action="store_true",
+                        help="only check that the README matches the results")
+    args = parser.parse_args(argv)
+    with open(args.results) as f:
+        results = json.load(f)
+    body = table(results) if results["runs"] else "No runs yet."
+    with open(args.readme) as f:
+        text = f.read()
+    new = replace_section(text, body)
+    if args.check:
+        if new != text:
+            print("README.md's accuracy table is out of date: run python benchmarks/report.py")
+            return 1
+        print("README.md's accuracy table matches the results.")
+        return 0
+    with open(args.readme, "w") as f:
+        f.write(new)
+    if results["runs"]:
+        plot(results, args.plot)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

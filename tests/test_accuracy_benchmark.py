@@ -1,0 +1,63 @@
+"""benchmarks/accuracy.py --quick and benchmarks/report.py."""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
+import accuracy  # noqa: E402
+import report  # noqa: E402
+
+
+def test_quick_runs_are_appended_skipped_and_reported(tmp_path, capsys):
+    results = str(tmp_path / "acc.json")
+    args = ["--quick", "--data", "digits", "--results", results, "--work", str(tmp_path / "w")]
+    assert accuracy.main([*args, "--methods", "none", "mixup", "--seeds", "0"]) == 0
+    runs = json.load(open(results))["runs"]
+    assert [(r["method"], r["seed"]) for r in runs] == [("none", 0), ("mixup", 0)]
+    for r in runs:
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["ece"] <= 1 and r["nll"] > 0
+        assert set(r["corruptions"]) == set(accuracy.training.corruptions.CORRUPTIONS)
+        assert set(r["corruptions"]["pixelate"]["by_severity"]) == {"1", "5"}
+    # Runs already there are skipped; a new one is appended.
+    capsys.readouterr()
+    assert accuracy.main([*args, "--methods", "none", "cutmix", "--seeds", "0"]) == 0
+    assert "1 to go: [('cutmix', 0)]" in capsys.readouterr().out
+    runs = json.load(open(results))["runs"]
+    assert [r["method"] for r in runs] == ["none", "mixup", "cutmix"]
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
+    plot = str(tmp_path / "acc.png")
+    assert report.main(["--results", results, "--readme", str(readme), "--plot", plot]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "old" not in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| ") and "method" not in line}
+    acc = {r["method"]: 100 * r["accuracy"] for r in runs}
+    assert f"{acc['mixup']:.2f}" in rows["MixUp"]
+    assert rows["no mixing"].rstrip(" |").endswith("1.00")  # time ratio of none
+    assert os.path.getsize(plot) > 10000
+    assert report.main(["--results", results, "--readme", str(readme), "--check"]) == 0
+    readme.write_text(text.replace("MixUp", "MixUp*"))
+    assert report.main(["--results", results, "--readme", str(readme), "--check"]) == 1
+
+
+def test_summary_statistics_on_hand_made_runs():
+    def run(method, seed, acc, seconds):
+        return {"method": method, "seed": seed, "accuracy": acc, "ece": 0.1, "nll": 1.0,
+                "mca": 0.5, "seconds_per_epoch": seconds,
+                "corruptions": {"contrast": {"mean": 0.5}}}
+
+    rows = report.summarise({"runs": [run("none", 0, 0.70, 10.0), run("none", 1, 0.74, 10.0),
+                                      run("mixup", 0, 0.80, 12.0)]})
+    none, mixup = rows
+    assert none["mean"] == 72.0 and abs(none["std"] - 2 * 2 ** 0.5) < 1e-9
+    assert mixup["std"] is None and mixup["time_ratio"] == 1.2
+
+
+def test_the_readme_table_matches_the_committed_results():
+    if not os.path.exists(report.RESULTS):
+        return
+    assert report.main(["--check"]) == 0
