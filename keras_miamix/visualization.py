@@ -40,9 +40,12 @@ def mix_for_display(layer, images, labels=None):
     mixed = out if labels is None else out[0]
     partner_index = np.asarray(info["partner_index"])
     images = np.asarray(images)
+    # MiAMix mixes two augmented views: draw those, not the inputs.
+    anchors = np.asarray(info.get("anchor_view", images))
+    partners = np.asarray(info.get("partner_view", images))[partner_index]
     return {
-        "anchors": images,
-        "partners": images[partner_index],
+        "anchors": anchors,
+        "partners": partners,
         "masks": np.asarray(info["masks"])[..., 0],
         "mixed": np.asarray(mixed),
         "label_weights": np.asarray(info["label_weights"]),
@@ -56,7 +59,7 @@ def plot_mixing(layer, images, labels=None, num=6, title=None, class_names=None)
     Args:
         layer: a mixing layer of `keras_miamix.layers`.
         images: a channels-last batch (float or uint8).
-        labels: optional class indices (or what the layer takes).
+        labels: optional class indices or one-hot rows, for the titles.
         num: how many samples to draw.
         title: figure title (default: the layer's class name).
         class_names: names of the classes, for the titles (with integer
@@ -70,9 +73,8 @@ def plot_mixing(layer, images, labels=None, num=6, title=None, class_names=None)
     >>> import keras, keras_miamix as km
     >>> fig = plot_mixing(km.FMix(seed=0), keras.random.uniform((6, 32, 32, 3), seed=0))
     """
-    d = mix_for_display(layer, images, labels)
-    return _plot_rows(d, np.asarray(labels) if labels is not None else None, num,
-                      title or type(layer).__name__, class_names)
+    d = mix_for_display(layer, images)
+    return _plot_rows(d, _maybe(labels), num, title or type(layer).__name__, class_names)
 
 
 def _class_of(labels, index, class_names):
@@ -115,33 +117,48 @@ def _plot_rows(d, labels, num, title, class_names=None):
 
 
 def plot_miamix_stages(layer, images, num=4):
-    """MiAMix's stages for `num` samples: each layer mask with its method and
-    augmentation, the merged mask and the mixed image."""
+    """MiAMix's stages for `num` samples, one row each: the two augmented
+    views (anchor and partner), every layer's mask before and after its mask
+    augmentation (with method, lambda and what was applied), the merged mask
+    and the mixed image with its label weight."""
     plt = _pyplot()
     d = mix_for_display(layer, images)
     info = d["info"]
     layers = info["layer_masks"].shape[1]
     num = min(num, len(d["mixed"]))
-    fig, axes = plt.subplots(num, layers + 3, figsize=(2.1 * (layers + 3), 2.2 * num),
-                             squeeze=False)
+    cols = 2 * layers + 4
+    fig, axes = plt.subplots(num, cols, figsize=(1.75 * cols, 1.95 * num + 0.4), squeeze=False)
     for r in range(num):
-        axes[r, 0].imshow(_to_display(d["anchors"][r]))
-        axes[r, 0].set_title("self-mix" if info["self_mixed"][r] else "anchor", fontsize=8)
+        panels = [(_to_display(d["anchors"][r]), "anchor view", False),
+                  (_to_display(d["partners"][r]),
+                   "partner view (self)" if info["self_mixed"][r] else "partner view", False)]
         for j in range(layers):
             method = int(info["methods"][r, j])
-            name = layer.methods[method] if method >= 0 else "(unused)"
-            tags = "".join(t for t, on in (("+rot", info["rotated"][r, j]),
-                                           ("+smooth", info["smoothed"][r, j])) if on)
-            axes[r, j + 1].imshow(info["layer_masks"][r, j, ..., 0], cmap="gray", vmin=0, vmax=1)
-            axes[r, j + 1].set_title(f"{name}{tags}\nlam={info['lambdas'][r, j]:.2f}",
-                                     fontsize=8)
-        axes[r, layers + 1].imshow(d["masks"][r], cmap="gray", vmin=0, vmax=1)
-        axes[r, layers + 1].set_title(f"merged (k={info['k'][r]})", fontsize=8)
-        axes[r, layers + 2].imshow(_to_display(d["mixed"][r]))
-        axes[r, layers + 2].set_title(f"w={d['label_weights'][r]:.2f}", fontsize=8)
-        for ax in axes[r]:
+            if method < 0:
+                name, after = "(k < %d)" % (j + 1), "unused"
+            else:
+                name = layer.methods[method]
+                tags = [t for t, on in (("rotated", info["rotated"][r, j]),
+                                        ("smoothed", info["smoothed"][r, j])) if on]
+                after = " + ".join(tags) if tags else "not augmented"
+            lam = info["lambdas"][r, j]
+            panels.append((info["raw_layer_masks"][r, j, ..., 0],
+                           f"{name}\npartner {lam:.2f}" if method >= 0 else name, True))
+            panels.append((info["layer_masks"][r, j, ..., 0], after, True))
+        panels.append((d["masks"][r], f"merged (k={info['k'][r]})", True))
+        panels.append((_to_display(d["mixed"][r]),
+                       f"mixed, w={d['label_weights'][r]:.2f}", False))
+        for c, (panel, title, mask) in enumerate(panels):
+            ax = axes[r, c]
+            if panel.ndim == 3 and panel.shape[-1] == 1:
+                panel = panel[..., 0]
+            ax.imshow(panel, cmap="gray" if mask or panel.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_title(title, fontsize=7.5)
             ax.set_xticks([])
             ax.set_yticks([])
+    fig.suptitle("MiAMix: views, each layer's mask before/after augmentation, merged mask "
+                 "(white = anchor)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -208,6 +225,35 @@ def plot_automix_masks(model, images, labels=None, lam=0.5, num=6, class_names=N
     d = automix_masks_for_display(model, images, lam)
     return _plot_rows(d, None if labels is None else np.asarray(labels), num,
                       title or f"AutoMix learned masks (lambda = {lam:.2f})", class_names)
+
+
+def plot_automix_lambdas(displays, lambdas, labels=None, class_names=None, num=4):
+    """Rows of samples; per lambda, AutoMix's learned mask and mixed image
+    (`displays`: one `automix_masks_for_display` dict per lambda, same batch)."""
+    plt = _pyplot()
+    first = displays[0]
+    num = min(num, len(first["mixed"]))
+    cols = 2 + 2 * len(displays)
+    fig, axes = plt.subplots(num, cols, figsize=(1.8 * cols, 1.95 * num + 0.5), squeeze=False)
+    p = first["info"]["partner_index"]
+    for r in range(num):
+        a_name = _class_of(labels, r, class_names) if labels is not None else "anchor"
+        p_name = _class_of(labels, int(p[r]), class_names) if labels is not None else "partner"
+        panels = [(_to_display(first["anchors"][r]), f"anchor: {a_name}"),
+                  (_to_display(first["partners"][r]), f"partner: {p_name}")]
+        for lam, d in zip(lambdas, displays):
+            panels.append((d["masks"][r], f"mask, lambda={lam:.1f}"))
+            panels.append((_to_display(d["mixed"][r]), f"w={d['label_weights'][r]:.2f}"))
+        for c, (panel, title) in enumerate(panels):
+            ax = axes[r, c]
+            grey = panel.ndim == 2 or panel.shape[-1] == 1
+            ax.imshow(panel[..., 0] if panel.ndim == 3 and panel.shape[-1] == 1 else panel,
+                      cmap="gray" if grey else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=7.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return fig
 
 
 def plot_method_samples(method, images, labels=None, class_names=None, num=6, mixer=None,

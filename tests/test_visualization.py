@@ -1,6 +1,5 @@
 """Plots draw what the layers did; the notebook's code is valid Python."""
 
-import json
 import os
 
 import numpy as np
@@ -31,15 +30,33 @@ def test_plots_have_one_row_per_sample(tmp_path):
     fig.savefig(os.path.join(tmp_path, "fmix.png"))
     fig = visualization.plot_miamix_stages(km.MiAMix(seed=0), images.astype("float32") / 255,
                                            num=2)
-    assert len(fig.axes) == 2 * (2 + 3)
+    assert len(fig.axes) == 2 * (2 * 2 + 4)  # views, k_max x (raw, final), merged, mixed
 
 
-def test_notebook_code_cells_are_valid_python():
-    path = os.path.join(os.path.dirname(__file__), "..", "notebooks",
-                        "keras_miamix_quickstart.ipynb")
-    nb = json.load(open(path))
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert len(code) >= 5
-    for cell in code:
-        source = "".join(line for line in cell["source"] if not line.lstrip().startswith("!"))
-        compile(source, path, "exec")
+def test_miamix_display_uses_its_two_views():
+    images = np.random.RandomState(1).rand(6, 16, 16, 3).astype("float32")
+    d = visualization.mix_for_display(km.MiAMix(seed=0), images)
+    m = d["masks"][..., None]
+    # The mixed image is made of the views, not of the inputs.
+    np.testing.assert_allclose(d["mixed"], m * d["anchors"] + (1 - m) * d["partners"],
+                               atol=1e-5)
+    raw, final = d["info"]["raw_layer_masks"], d["info"]["layer_masks"]
+    untouched = ~(d["info"]["rotated"] | d["info"]["smoothed"])
+    np.testing.assert_array_equal(raw[untouched], final[untouched])
+
+
+def test_method_pictures_and_curves():
+    images = (np.random.RandomState(0).rand(8, 16, 16, 3) * 255).astype("uint8")
+    labels = np.arange(8) % 3
+    for method in ("cutmix", "manifold_mixup", "none"):
+        fig = visualization.plot_method_samples(method, images, labels, ["a", "b", "c"], num=2)
+        titles = [ax.get_title() for ax in fig.axes]
+        assert "anchor: a" in titles and len(fig.axes) == 8
+        visualization.close(fig)
+    with pytest.raises(ValueError, match="trained"):
+        visualization.plot_method_samples("automix", images)
+    history = [{"loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.3},
+               {"loss": 1.5, "accuracy": 0.4, "val_loss": 1.7, "val_accuracy": 0.5}]
+    fig = visualization.plot_history(history)
+    lines = fig.axes[1].get_lines()
+    np.testing.assert_array_equal(lines[1].get_ydata(), [0.3, 0.5])

@@ -87,6 +87,12 @@ class MiAMix(BaseMixLayer):
             to (3, 5).
         num_classes, label_smoothing, data_format, seed: see `MixUp`.
 
+    With `return_info=True` the info dict also holds "k", "methods",
+    "lambdas", "layer_masks" (each layer's final mask), "raw_layer_masks"
+    (before rotation and smoothing), "rotated", "smoothed", "self_mixed" and
+    the two views, "anchor_view" and "partner_view" (channels-last; the
+    partner of sample i is `partner_view[partner_index[i]]`).
+
     Example:
 
     >>> import keras, numpy as np
@@ -94,7 +100,7 @@ class MiAMix(BaseMixLayer):
     >>> images = keras.random.uniform((8, 32, 32, 3), seed=0)
     >>> (mixed, labels), info = layer((images, np.arange(8) % 10), return_info=True)
     >>> sorted(info)[:4]
-    ['k', 'label_weights', 'lam', 'lambdas']
+    ['anchor_view', 'k', 'label_weights', 'lam']
     """
 
     def __init__(
@@ -257,6 +263,9 @@ class MiAMix(BaseMixLayer):
             "k": plan["k"],
             "methods": plan["methods"],
             "layer_masks": plan["layer_masks"],
+            "raw_layer_masks": plan["raw_layer_masks"],
+            "anchor_view": view_a,
+            "partner_view": view_b,
             "rotated": plan["rotated"],
             "smoothed": plan["smoothed"],
             "self_mixed": self_mixed,

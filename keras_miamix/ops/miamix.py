@@ -121,7 +121,8 @@ def multi_stage_masks(
 
     Returns:
         dict with "masks" (B, H, W, 1) the merged masks, "layer_masks"
-        (B, K, H, W, 1), "k" (B,), "methods" (B, K), "lambdas" (B, K + 1),
+        (B, K, H, W, 1), "raw_layer_masks" (the same before rotation and
+        smoothing), "k" (B,), "methods" (B, K), "lambdas" (B, K + 1),
         "rotated" (B, K) and "smoothed" (B, K) booleans.
     """
     method_kwargs = method_kwargs or {}
@@ -146,6 +147,7 @@ def multi_stage_masks(
                    if name in AUGMENTABLE_METHODS and weights[i] > 0]
     rotated = tf.zeros([n], tf.bool)
     smoothed = tf.zeros([n], tf.bool)
+    raw_layer_masks = layer_masks
     if augmentable:
         eligible = tf.reduce_any(
             flat_methods[:, None] == tf.constant(augmentable, tf.int32)[None, :], axis=1
@@ -170,6 +172,7 @@ def multi_stage_masks(
     return {
         "masks": merged,
         "layer_masks": layer_masks,
+        "raw_layer_masks": tf.reshape(raw_layer_masks, [batch_size, max_k, height, width, 1]),
         "k": k,
         "methods": method_idx,
         "lambdas": lambdas,
