@@ -135,7 +135,7 @@ def plot_miamix_stages(layer, images, num=4):
         for j in range(layers):
             method = int(info["methods"][r, j])
             if method < 0:
-                name, after = "(k < %d)" % (j + 1), "unused"
+                name, after = f"(k < {j + 1})", "unused"
             else:
                 name = layer.methods[method]
                 tags = [t for t, on in (("rotated", info["rotated"][r, j]),
