@@ -19,6 +19,7 @@ setup(
     ),
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
+    url="https://github.com/keras-miamix/keras_miamix",
     license="Apache-2.0",
     packages=find_packages(include=["keras_miamix", "keras_miamix.*"]),
     python_requires=">=3.10",

@@ -58,7 +58,7 @@ def main(argv=None):
                                                  data.class_names, num=4)
         fig.suptitle(f"AutoMix's learned masks after {args.automix_epochs} epochs "
                      f"(test accuracy {100 * result.report['test_accuracy']:.1f}%): "
-                     "white = anchor", fontsize=10)
+                     "white = anchor", fontsize=10, y=1.0)
         fig.savefig(os.path.join(args.out, "automix_masks.png"), dpi=70)
         visualization.close(fig)
     print("wrote", sorted(os.listdir(os.path.join(args.out, "methods"))))
