@@ -12,6 +12,14 @@ DATA_PATH = os.environ.get(
 )
 
 
+# The notebooks run in the same pytest command (nbmake, whose kernels inherit
+# this environment) in quick mode: small data and a few steps, on the real
+# CIFAR-10 images where they are, else scikit-learn's digits.
+os.environ.setdefault("KERAS_MIAMIX_QUICK", "1")
+os.environ.setdefault("KERAS_MIAMIX_DATASET",
+                      os.path.abspath(DATA_PATH) if os.path.exists(DATA_PATH) else "digits")
+
+
 def chi2_pvalue(samples, dist, bins=20):
     """Chi-square goodness of fit on `bins` equal-probability bins of `dist`.
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras.src import testing
 
 import keras_miamix as km
 
@@ -167,10 +168,18 @@ def test_uint8_non_square_batch_of_one_and_odd_batches(name):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_half_precision_images_keep_their_dtype(name, dtype):
+def test_images_come_out_in_the_compute_dtype(name, dtype):
     images, labels = batch(n=4)
-    out, _ = make(name, num_classes=5)((tf.cast(images, dtype), labels))
-    assert out.dtype == dtype
+    # The default policy: float32 out, whatever comes in (Keras core's rule).
+    out, mixed = make(name, num_classes=5)((tf.cast(images, dtype), labels))
+    assert out.dtype == tf.float32 and mixed.dtype == tf.float32
+    # A mixed-precision layer: its compute dtype out, labels stay float32.
+    layer = make(name, num_classes=5, dtype="mixed_float16")
+    for x in (images, (images * 255).astype("uint8")):
+        out, mixed, sw = layer((x, labels, np.ones(4, "float32")))
+        assert (out.dtype, mixed.dtype, sw.dtype) == (tf.float16, tf.float32, tf.float32)
+    _, info = layer(images, return_info=True)
+    assert info["masks"].dtype == tf.float32 and info["label_weights"].dtype == tf.float32
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -215,7 +224,66 @@ def test_bad_inputs_raise_clear_errors(name):
     with pytest.raises(ValueError, match="sample_weight"):
         make(name, num_classes=5)((images, labels, np.ones((4, 2))))
     with pytest.raises(ValueError, match="received keys"):
-        layer({"image": images})
+        layer({"image": images, "images": images})
+    with pytest.raises(ValueError, match="received keys"):
+        layer({"labels": labels})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_labels_out_of_range_are_refused_eagerly_and_in_tf_data(name):
+    images, _ = batch(n=4)
+    layer = make(name, num_classes=5)
+    with pytest.raises(ValueError, match=r"num_classes=5; received label 5"):
+        layer((images, np.array([0, 1, 5, 2])))
+    with pytest.raises(ValueError, match=r"received label -1"):
+        layer((images, np.array([0, -1, 1, 2])))
+    ds = tf.data.Dataset.from_tensor_slices((images, np.array([0, 1, 2, 7]))).batch(4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"num_classes=5; received label"):
+        list(ds.map(layer))
+    good = tf.data.Dataset.from_tensor_slices((images, np.array([0, 1, 2, 4]))).batch(4)
+    assert next(iter(good.map(layer)))[1].shape == (4, 5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tfds_dictionaries_keep_their_keys(name):
+    images, labels = batch(n=4)
+    ids = np.array([b"a", b"b", b"c", b"d"])
+    out, info = make(name, num_classes=5)(
+        {"id": ids, "image": (images * 255).astype("uint8"), "label": labels},
+        return_info=True)
+    assert list(out) == ["id", "image", "label"]
+    np.testing.assert_array_equal(out["id"], ids)  # passed through: the anchors'
+    assert out["image"].dtype == tf.float32 and out["label"].shape == (4, 5)
+    w = info["label_weights"].numpy()
+    p = info["partner_index"].numpy()
+    expected = w[:, None] * np.eye(5)[labels] + (1 - w[:, None]) * np.eye(5)[labels[p]]
+    np.testing.assert_allclose(out["label"], expected, atol=1e-6)
+
+
+def test_a_tfds_pipeline_maps_straight_into_a_layer(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=16, data_dir=str(tmp_path)):
+        ds = tfds.load("cifar10", split="train", data_dir=str(tmp_path))
+        ds = ds.batch(8).map(km.MiAMix(num_classes=10, seed=0),
+                             num_parallel_calls=tf.data.AUTOTUNE)
+        batch_ = next(iter(ds))
+    assert {"image", "label"} <= set(batch_)
+    assert batch_["image"].shape == (8, 32, 32, 3) and batch_["image"].dtype == tf.float32
+    np.testing.assert_allclose(batch_["label"].numpy().sum(1), 1.0, atol=1e-6)
+
+
+class KerasLayerTest(testing.TestCase):
+    """Keras's own preprocessing-layer harness, training and mixed-precision
+    checks included, on every layer."""
+
+    def test_run_layer_test_on_every_layer(self):
+        for name in NAMES:
+            with self.subTest(name):
+                self.run_layer_test(
+                    getattr(km, name), init_kwargs={"seed": 1}, input_shape=(4, 8, 10, 3),
+                    expected_output_shape=(4, 8, 10, 3), expected_output_dtype="float32",
+                    expected_num_trainable_weights=0, run_training_check=True,
+                    run_mixed_precision_check=True)
 
 
 @pytest.mark.parametrize(

@@ -354,3 +354,39 @@ def test_two_replica_mirrored_strategy_in_its_own_process(tmp_path):
     result = subprocess.run([sys.executable, script], capture_output=True, text=True,
                             timeout=600)
     assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
+
+
+@pytest.fixture
+def mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("kind", ["mix_model", "manifold_mixup", "automix"])
+def test_models_train_under_mixed_float16(kind, jit, mixed_float16):
+    x = np.random.RandomState(0).rand(16, 16, 16, 3).astype("float32")
+    y = np.arange(16) % 4
+    net = km.models.cifar_resnet18(num_classes=4, input_shape=(16, 16, 3), width=4)
+    assert net.compute_dtype == "float16"
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    if kind == "mix_model":
+        model = km.models.MixModel(net, km.MiAMix(num_classes=4, seed=0))
+        model.compile("sgd", loss, jit_compile=jit)
+    elif kind == "manifold_mixup":
+        model = km.models.ManifoldMixup(net, num_classes=4, seed=0)
+        model.compile("sgd", loss, jit_compile=jit)
+    else:
+        model = km.models.AutoMix(net, num_classes=4, seed=0)
+        model.compile(optimizer="sgd", jit_compile=jit)
+    before = [w.numpy().copy() for w in net.trainable_weights]
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for values in history.history.values():
+        assert np.all(np.isfinite(values))
+    # Keras's loss scaling wrapped the optimizer, and the weights moved.
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, net.trainable_weights))
+    assert all(w.dtype == "float32" for w in net.trainable_weights)

@@ -17,6 +17,8 @@ LABELS = "labels"
 SAMPLE_WEIGHT = "sample_weight"
 SEGMENTATION_MASKS = "segmentation_masks"
 _DICT_KEYS = (IMAGES, LABELS, SAMPLE_WEIGHT, SEGMENTATION_MASKS)
+# TensorFlow Datasets' keys (`tfds.load(..., as_supervised=False)`).
+_KEY_ALIASES = {"image": IMAGES, "label": LABELS}
 
 
 def add_seed_state(layer, seed, name="seed_state"):
@@ -107,13 +109,19 @@ class BaseMixLayer(keras.layers.Layer):
     * `images` alone;
     * a tuple `(images, labels)` or `(images, labels, sample_weight)`;
     * a dict with "images" and optionally "labels", "sample_weight" and
-      "segmentation_masks".
+      "segmentation_masks"; TensorFlow Datasets' "image" and "label" work too
+      and come back under the same keys, and any other key (a tfds "id", say)
+      passes through unchanged (it describes the anchor).
 
-    The output has the input's structure. Images may be float16, bfloat16,
-    float32 or uint8 (uint8 comes out as float32; floats keep their dtype), of
-    any size and channel count, channels-last or channels-first. Labels may be
-    one-hot or soft floats (B, K), or integers (B,) or (B, 1) with
-    `num_classes`; they come out as float32 (B, K).
+    The output has the input's structure. Images may be uint8 or floating, of
+    any size and channel count, channels-last or channels-first; they come
+    out in the layer's compute dtype, like Keras core's preprocessing layers
+    (float32 by default, float16 under `mixed_float16`), while masks, label
+    weights and the blend itself are computed in float32. Labels may be
+    one-hot or soft floats (B, K), or class indices (B,) or (B, 1) with
+    `num_classes` (checked to lie in [0, num_classes): eagerly and in
+    `tf.data` an index out of range is an error naming it; XLA drops that
+    check); they come out as float32 (B, K), and sample weights as float32.
 
     Args:
         num_classes: number of classes, needed for integer labels.
@@ -225,7 +233,6 @@ class BaseMixLayer(keras.layers.Layer):
             return (inputs, None) if return_info else inputs
         data, repack = self._unpack(inputs)
         images = data[IMAGES]
-        in_dtype = images.dtype
         compute_images = tf.cast(images, tf.float32)
         channels_first = self.data_format == "channels_first"
         if channels_first:
@@ -244,25 +251,28 @@ class BaseMixLayer(keras.layers.Layer):
             mixed = tf.transpose(mixed, [0, 3, 1, 2])
             if SEGMENTATION_MASKS in out and out[SEGMENTATION_MASKS].shape.rank == 4:
                 out[SEGMENTATION_MASKS] = tf.transpose(out[SEGMENTATION_MASKS], [0, 3, 1, 2])
-        out_dtype = tf.float32 if (in_dtype.is_integer or in_dtype == tf.bool) else in_dtype
-        out[IMAGES] = tf.cast(mixed, out_dtype)
+        out[IMAGES] = tf.cast(mixed, self.compute_dtype)
         result = repack(out)
         return (result, info) if return_info else result
 
     def _unpack(self, inputs):
         """Returns (dict of tensors, function that rebuilds the structure)."""
         if isinstance(inputs, dict):
-            unknown = set(inputs) - set(_DICT_KEYS)
-            if unknown or IMAGES not in inputs:
+            names = {_KEY_ALIASES.get(k, k): k for k in inputs}
+            if IMAGES not in names or len(names) != len(inputs):
                 raise ValueError(
-                    f"{type(self).__name__} takes a dict with the key 'images' "
-                    f"and optionally {_DICT_KEYS[1:]}; received keys "
-                    f"{sorted(inputs)}."
+                    f"{type(self).__name__} takes a dict with the key 'images' (or "
+                    f"tfds' 'image') and optionally {_DICT_KEYS[1:]} (or 'label'), "
+                    f"each once; received keys {sorted(inputs)}."
                 )
-            data = {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
+            data = {k: tf.convert_to_tensor(inputs[names[k]]) for k in _DICT_KEYS if k in names}
+            passthrough = {k: v for k, v in inputs.items()
+                           if _KEY_ALIASES.get(k, k) not in _DICT_KEYS}
 
             def repack(out):
-                return {k: out[k] for k in inputs}
+                result = {names[k]: out[k] for k in _DICT_KEYS if k in names}
+                result.update(passthrough)
+                return {k: result[k] for k in inputs}
 
         elif isinstance(inputs, (tuple, list)):
             if len(inputs) not in (2, 3):
@@ -325,6 +335,32 @@ class BaseMixLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(self, inputs, labels=None, sample_weight=None, training=True,
+                            return_info=False):
+        """Images in the compute dtype, labels (B, K) and sample weights (B,)
+        in float32, segmentation masks and other dict entries as they came."""
+        if labels is not None:
+            inputs = (inputs, labels) if sample_weight is None else (inputs, labels,
+                                                                     sample_weight)
+
+        def spec(key, x):
+            key = _KEY_ALIASES.get(key, key)
+            if key == IMAGES:
+                return keras.KerasTensor(x.shape, dtype=self.compute_dtype)
+            if key == LABELS:
+                k = self.num_classes if (len(x.shape) == 1 or x.shape[-1] == 1
+                                         or "int" in str(x.dtype)) else x.shape[-1]
+                return keras.KerasTensor((x.shape[0], k), dtype="float32")
+            if key == SAMPLE_WEIGHT:
+                return keras.KerasTensor((x.shape[0],), dtype="float32")
+            return keras.KerasTensor(x.shape, dtype=x.dtype)
+
+        if isinstance(inputs, dict):
+            return {k: spec(k, v) for k, v in inputs.items()}
+        if isinstance(inputs, (tuple, list)):
+            return tuple(spec(k, v) for k, v in zip((IMAGES, LABELS, SAMPLE_WEIGHT), inputs))
+        return spec(IMAGES, inputs)
 
     def get_config(self):
         config = super().get_config()

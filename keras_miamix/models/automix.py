@@ -238,19 +238,22 @@ class AutoMix(keras.Model):
     def compute_losses(self, x, y, lam_mb, lam_bb, idx_mb, idx_bb, step):
         """The three losses of one step (all per-replica means) and the masks."""
         size = tf.shape(x)[1:3]
+        # Under a mixed-precision policy the networks compute in float16; the
+        # masks, the mixing and every loss stay in float32.
         features = tf.stop_gradient(self._teacher_features(x, training=True))
-        mask_mb = self.mix_block(features, lam_mb, idx_mb, size)
-        mask_bb = tf.stop_gradient(self.mix_block(features, lam_bb, idx_bb, size))
+        mask_mb = tf.cast(self.mix_block(features, lam_mb, idx_mb, size), tf.float32)
+        mask_bb = tf.stop_gradient(
+            tf.cast(self.mix_block(features, lam_bb, idx_bb, size), tf.float32))
         near_edge = (lam_bb < self.lam_margin) | (lam_bb > 1.0 - self.lam_margin)
         mask_bb = tf.where(near_edge, tf.fill(tf.shape(mask_bb), lam_bb), mask_bb)
         x_mb = mix_batch(x, mask_mb, idx_mb)["images"]
         x_bb = mix_batch(x, mask_bb, idx_bb)["images"]
-        logits_k = self.teacher(x_mb, training=True)
+        logits_k = tf.cast(self.teacher(x_mb, training=True), tf.float32)
         loss_mb = tf.reduce_mean(mixed_cross_entropy(y, logits_k, lam_mb, idx_mb,
                                                      self.from_logits))
         loss_mask = mask_loss(mask_mb, lam_mb, self.mask_loss_gamma(step), self.mask_loss_margin)
-        logits_one = self.student(x, training=True)
-        logits_mix = self.student(x_bb, training=True)
+        logits_one = tf.cast(self.student(x, training=True), tf.float32)
+        logits_mix = tf.cast(self.student(x_bb, training=True), tf.float32)
         loss_one = tf.reduce_mean(keras.losses.categorical_crossentropy(
             y, logits_one, from_logits=self.from_logits))
         loss_mix = tf.reduce_mean(mixed_cross_entropy(y, logits_mix, lam_bb, idx_bb,
@@ -322,8 +325,8 @@ class AutoMix(keras.Model):
     def test_step(self, data):
         x, y, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
         y = prepare_labels(y, self.num_classes)
-        logits_t = self.teacher(x, training=False)
-        logits_s = self.student(x, training=False)
+        logits_t = tf.cast(self.teacher(x, training=False), tf.float32)
+        logits_s = tf.cast(self.student(x, training=False), tf.float32)
         loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
             y, logits_t, from_logits=self.from_logits))
         self._trackers["loss"].update_state(loss)

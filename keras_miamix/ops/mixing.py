@@ -150,7 +150,7 @@ def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float
                 "Integer labels must have shape (batch,) or (batch, 1); "
                 f"received shape {labels.shape}."
             )
-        labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=dtype)
+        labels = tf.one_hot(check_class_indices(labels, num_classes), num_classes, dtype=dtype)
     else:
         if rank != 2:
             raise ValueError(
@@ -168,6 +168,33 @@ def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float
         k = tf.cast(tf.shape(labels)[-1], dtype)
         labels = labels * (1.0 - label_smoothing) + label_smoothing / k
     return labels
+
+
+def check_class_indices(labels, num_classes):
+    """Class-index labels as int32, checked to lie in [0, num_classes).
+
+    `tf.one_hot` turns an index out of range into an all-zero row, so a wrong
+    `num_classes` would train on wrong targets without a word. Labels known
+    when tracing (eager code, constants) raise a `ValueError` at once; others
+    get a run-time assertion, which fails the `tf.data` pipeline or the step
+    with the same message. XLA (`jit_compile=True`) drops assertions, so a
+    compiled train step cannot check them.
+    """
+    indices = tf.cast(labels, tf.int32)
+    message = (f"Labels must be class indices in [0, num_classes) with "
+               f"num_classes={num_classes}; received label")
+    static = tf.get_static_value(indices)
+    if static is not None:
+        bad = static[(static < 0) | (static >= num_classes)]
+        if bad.size:
+            raise ValueError(f"{message} {int(bad.flat[0])} (labels seen: min "
+                             f"{int(static.min())}, max {int(static.max())}).")
+        return indices
+    ok = (indices >= 0) & (indices < num_classes)
+    first_bad = tf.gather(indices, tf.argmin(tf.cast(ok, tf.int32)))
+    check = tf.debugging.Assert(tf.reduce_all(ok), [message, first_bad])
+    with tf.control_dependencies([check]):
+        return tf.identity(indices)
 
 
 def check_batch_sizes(images, **others):
