@@ -176,9 +176,9 @@ def plot_history(history, title=None):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         keys = [(f"{metric}", "train (mixed batches)"), (f"val_{metric}", "test")]
-        if metric == "accuracy" and rows and "accuracy" not in rows[0]:
-            keys = [("accuracy", "train"), ("val_teacher_accuracy", "test (teacher)"),
-                    ("val_student_accuracy", "test (student)")]
+        if metric == "accuracy" and rows and "val_student_accuracy" in rows[0]:
+            keys = [("accuracy", "train (student, clean batches)"),
+                    ("val_accuracy", "test (teacher)"), ("val_student_accuracy", "test (student)")]
         for key, label in keys:
             values = [r.get(key, np.nan) for r in rows]
             if not np.all(np.isnan(values)):

@@ -3,6 +3,7 @@ import math
 import keras
 import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution
+from keras.src.trainers.compile_utils import MetricsList
 from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_miamix.layers.base_mix_layer import add_seed_state
@@ -10,6 +11,7 @@ from keras_miamix.layers.base_mix_layer import next_seed
 from keras_miamix.models.mix_block import MixBlock
 from keras_miamix.models.mix_block import mask_loss
 from keras_miamix.ops.mixing import mix_batch
+from keras_miamix.ops.mixing import mix_labels
 from keras_miamix.ops.mixing import prepare_labels
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import random_permutation
@@ -47,8 +49,9 @@ class AutoMix(keras.Model):
 
     1. two lambdas ~ Beta(alpha, alpha) (one per batch for each branch, as the
        official code) and two permutations;
-    2. the teacher's features at `feature_layer` (a partial forward on the
-       clean batch) feed the Mix Block twice;
+    2. the teacher runs its whole forward on the clean batch (so all of its
+       BatchNorm layers see clean batches, as in the official code) and its
+       features at `feature_layer` feed the Mix Block twice;
     3. the first mask, with gradients, mixes a batch for the teacher, whose
        mixed cross-entropy (with the sampled lambda) trains only the Mix Block,
        plus the mask loss `gamma * max(|mean(mask) - lambda| - 0.1, 0)`;
@@ -58,8 +61,17 @@ class AutoMix(keras.Model):
        cross-entropy of that mixed batch;
     5. one optimizer step on the student and the Mix Block, then the EMA
        `teacher = m * teacher + (1 - m) * student` for every trainable weight,
-       with m on OpenMixup's cosine schedule computed in the graph from the
-       optimizer's step counter.
+       with m on OpenMixup's cosine schedule at the step just taken (0-based:
+       the first update uses `momentum`), computed in the graph.
+
+    Sample weights weight each sample's cross-entropy (the mixed ones by the
+    mixed weights); the student's and the Mix Block's regularisation losses
+    (kernel L2) are added to the total. Under `mixed_float16` the networks
+    compute in float16 while masks, mixing and losses stay in float32, with
+    Keras's loss scaling. One head serves the clean and the mixed batches
+    (OpenMixup trains separate ones, `head_one`/`head_mix`, credited with
+    0.03-0.1 points in the arXiv version's Table 9); a split-head option is
+    not built yet.
 
     The teacher starts as an exact copy of the student and is never in the
     optimizer; it stays `trainable` so that its BatchNorm layers use batch
@@ -69,7 +81,9 @@ class AutoMix(keras.Model):
     training (the paper), or stays constant with `mask_loss_schedule="constant"`.
 
     `call` and `predict` use the teacher (backbone and head); `evaluate`
-    reports the teacher's and the student's accuracy.
+    reports "accuracy" (the teacher's) and "student_accuracy", so
+    `ModelCheckpoint`/`EarlyStopping(monitor="val_accuracy")` watch the
+    network that is used. `compile` takes the optimizer only.
 
     Args:
         backbone: a functional classifier (images to logits), the student; a
@@ -89,8 +103,8 @@ class AutoMix(keras.Model):
             or 1. Defaults to 0.08.
         lambda_concat: the Mix Block's lambda channel. Defaults to False.
         reduction: the Mix Block's channel reduction. Defaults to 2.
-        total_steps: steps of the whole training, for the schedules; when None
-            it is set by `fit` from `epochs * steps_per_epoch` when known.
+        total_steps: optimizer steps of the whole training, for the
+            schedules; when None each `fit` reads it from Keras (see `fit`).
         from_logits: whether the backbone outputs logits. Defaults to True.
         seed: integer seed.
 
@@ -171,6 +185,11 @@ class AutoMix(keras.Model):
         self.teacher.set_weights(backbone.get_weights())
         self._teacher_features = keras.Model(
             self.teacher.inputs, layer_output(self.teacher, feature_layer))
+        # One whole forward of the teacher on the clean batch (as OpenMixup):
+        # its later BatchNorm layers then see clean batches too.
+        self._teacher_both = keras.Model(
+            self.teacher.inputs, [layer_output(self.teacher, feature_layer),
+                                  self.teacher.outputs[0]])
         self.mix_block = MixBlock(reduction=reduction, lambda_concat=lambda_concat,
                                   name="mix_block")
         self.mix_block.build(self._teacher_features.output.shape)
@@ -183,9 +202,13 @@ class AutoMix(keras.Model):
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "loss_student", "loss_mix_block", "mask_loss", "momentum")
         }
+        # "accuracy": the student's on clean batches in training, the
+        # teacher's (the network `predict` uses) in evaluation.
         self._train_acc = keras.metrics.CategoricalAccuracy(name="accuracy")
-        self._teacher_acc = keras.metrics.CategoricalAccuracy(name="teacher_accuracy")
         self._student_acc = keras.metrics.CategoricalAccuracy(name="student_accuracy")
+        # In a MetricsList, the list Keras's callbacks search to learn that
+        # "val_accuracy" is to be maximised (ModelCheckpoint, EarlyStopping).
+        self._accuracies = _Accuracies([self._train_acc, self._student_acc], name="accuracies")
         self.built = True
 
     # Only the student and the Mix Block are optimised. The teacher stays
@@ -214,8 +237,7 @@ class AutoMix(keras.Model):
 
     @property
     def metrics(self):
-        return list(self._trackers.values()) + [
-            self._train_acc, self._teacher_acc, self._student_acc]
+        return list(self._trackers.values()) + [self._accuracies]
 
     def call(self, inputs, training=False):
         return self.teacher(inputs, training=training)
@@ -235,12 +257,20 @@ class AutoMix(keras.Model):
         progress = tf.cast(step, tf.float32) / total
         return self.mask_loss_weight * tf.maximum(1.0 - progress, 0.0)
 
-    def compute_losses(self, x, y, lam_mb, lam_bb, idx_mb, idx_bb, step):
-        """The three losses of one step (all per-replica means) and the masks."""
+    def compute_losses(self, x, y, lam_mb, lam_bb, idx_mb, idx_bb, step, sample_weight=None):
+        """The three losses of one step (all per-replica means) and the masks.
+
+        With `sample_weight`, each sample's cross-entropy is weighted, the
+        mixed ones by `lam * w_i + (1 - lam) * w_j` (how `MixModel` mixes
+        them), before the mean over the batch."""
+        if sample_weight is None:
+            sample_weight = tf.ones(tf.shape(x)[:1], tf.float32)
+        sw = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
         size = tf.shape(x)[1:3]
         # Under a mixed-precision policy the networks compute in float16; the
         # masks, the mixing and every loss stay in float32.
-        features = tf.stop_gradient(self._teacher_features(x, training=True))
+        features, _ = self._teacher_both(x, training=True)
+        features = tf.stop_gradient(features)
         mask_mb = tf.cast(self.mix_block(features, lam_mb, idx_mb, size), tf.float32)
         mask_bb = tf.stop_gradient(
             tf.cast(self.mix_block(features, lam_bb, idx_bb, size), tf.float32))
@@ -249,15 +279,15 @@ class AutoMix(keras.Model):
         x_mb = mix_batch(x, mask_mb, idx_mb)["images"]
         x_bb = mix_batch(x, mask_bb, idx_bb)["images"]
         logits_k = tf.cast(self.teacher(x_mb, training=True), tf.float32)
-        loss_mb = tf.reduce_mean(mixed_cross_entropy(y, logits_k, lam_mb, idx_mb,
-                                                     self.from_logits))
+        loss_mb = tf.reduce_mean(mix_labels(sw, lam_mb, idx_mb) * mixed_cross_entropy(
+            y, logits_k, lam_mb, idx_mb, self.from_logits))
         loss_mask = mask_loss(mask_mb, lam_mb, self.mask_loss_gamma(step), self.mask_loss_margin)
         logits_one = tf.cast(self.student(x, training=True), tf.float32)
         logits_mix = tf.cast(self.student(x_bb, training=True), tf.float32)
-        loss_one = tf.reduce_mean(keras.losses.categorical_crossentropy(
+        loss_one = tf.reduce_mean(sw * keras.losses.categorical_crossentropy(
             y, logits_one, from_logits=self.from_logits))
-        loss_mix = tf.reduce_mean(mixed_cross_entropy(y, logits_mix, lam_bb, idx_bb,
-                                                      self.from_logits))
+        loss_mix = tf.reduce_mean(mix_labels(sw, lam_bb, idx_bb) * mixed_cross_entropy(
+            y, logits_mix, lam_bb, idx_bb, self.from_logits))
         return {
             "loss_student": loss_one + loss_mix,
             "loss_mix_block": loss_mb,
@@ -268,17 +298,25 @@ class AutoMix(keras.Model):
         }
 
     def train_step(self, data):
-        x, y, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         x = tf.convert_to_tensor(x)
         if x.dtype.is_integer:
             x = tf.cast(x, tf.float32)
         y = prepare_labels(y, self.num_classes)
-        step = self.optimizer.iterations
+        # The step being taken (0-based), read before the optimizer advances
+        # its counter: the first EMA update uses step 0's momentum.
+        step = tf.identity(self.optimizer.iterations)
         lam_mb, lam_bb, idx_mb, idx_bb = self.sample_step_randomness(tf.shape(x)[0])
         variables = self.trainable_weights
         with tf.GradientTape() as tape:
-            out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step)
-            total = out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
+            out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step,
+                                      sample_weight)
+            # Regularisation (weight decay as kernel L2) of the student and
+            # the Mix Block, which Keras adds for compiled losses.
+            regularization = tf.add_n([tf.constant(0.0)] + [
+                tf.cast(r, tf.float32) for r in self.student.losses + self.mix_block.losses])
+            total = (out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
+                     + regularization)
             scaled = self.optimizer.scale_loss(scale_loss_for_distribution(total))
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -290,7 +328,9 @@ class AutoMix(keras.Model):
                             ("mask_loss", out["mask_loss"]), ("momentum", m)):
             self._trackers[name].update_state(value)
         self._train_acc.update_state(y, out["logits_one"])
-        return {m.name: m.result() for m in self.metrics[:6]}
+        logs = {name: tracker.result() for name, tracker in self._trackers.items()}
+        logs["accuracy"] = self._train_acc.result()
+        return logs
 
     def predict_masks(self, images, lam, partner_index):
         """The anchor masks (B, H, W, 1) the Mix Block makes for `images`
@@ -330,20 +370,47 @@ class AutoMix(keras.Model):
         loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
             y, logits_t, from_logits=self.from_logits))
         self._trackers["loss"].update_state(loss)
-        self._teacher_acc.update_state(y, logits_t)
+        self._train_acc.update_state(y, logits_t)
         self._student_acc.update_state(y, logits_s)
         return {"loss": self._trackers["loss"].result(),
-                "teacher_accuracy": self._teacher_acc.result(),
+                "accuracy": self._train_acc.result(),
                 "student_accuracy": self._student_acc.result()}
 
-    def fit(self, x=None, y=None, epochs=1, steps_per_epoch=None, **kwargs):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras's `compile`, without `loss`, `metrics`: AutoMix computes its
+        own losses (mixed cross-entropy, mask loss) and reports "accuracy"
+        (the student's in training, the teacher's in evaluation) and
+        "student_accuracy"."""
+        for name, value in (("loss", loss), ("metrics", metrics),
+                            ("weighted_metrics", kwargs.get("weighted_metrics")),
+                            ("loss_weights", kwargs.get("loss_weights"))):
+            if value:
+                raise ValueError(
+                    f"AutoMix computes its own losses and metrics; `compile` takes no "
+                    f"`{name}` (received {name}={value!r}). Pass the optimizer only.")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded model (the optimizer and the step settings)."""
+        from keras.src.saving import serialization_lib
+
+        config = serialization_lib.deserialize_keras_object(config)
+        self.compile(**{k: v for k, v in config.items()
+                        if k not in ("loss", "loss_weights", "metrics", "weighted_metrics")})
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, *args, **kwargs):
+        """Keras's `fit`. Without `total_steps`, the schedules (EMA momentum,
+        mask-loss weight) read the run's length from Keras at the start of
+        the fit: the optimizer's steps so far plus steps per epoch times the
+        epochs still to run (so consecutive `fit` calls and resumed runs
+        count right); where Keras cannot know the steps per epoch (a
+        generator, a dataset of unknown size) it asks for `total_steps`."""
         if self._fixed_total_steps is None:
-            steps = steps_per_epoch
-            if steps is None:
-                steps = _count_steps(x, kwargs.get("batch_size"))
-            if steps is not None:
-                self.total_steps.assign(int(steps) * int(epochs))
-        return super().fit(x, y, epochs=epochs, steps_per_epoch=steps_per_epoch, **kwargs)
+            callbacks = list(kwargs.pop("callbacks", None) or [])
+            kwargs["callbacks"] = [*callbacks, _ScheduleLength(self)]
+        return super().fit(*args, **kwargs)
 
     def get_config(self):
         return {
@@ -378,11 +445,30 @@ def layer_output(model, name):
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-def _count_steps(x, batch_size):
-    """Steps per epoch of an in-memory array or a finite tf.data dataset."""
-    if isinstance(x, tf.data.Dataset):
-        n = int(x.cardinality())
-        return n if n > 0 else None
-    if hasattr(x, "shape") and x.shape and x.shape[0]:
-        return math.ceil(x.shape[0] / (batch_size or 32))
-    return None
+class _Accuracies(MetricsList):
+    """Keras's MetricsList with a `result` (a dict of its metrics' results)."""
+
+    def result(self):
+        return self.get_result()
+
+
+class _ScheduleLength(keras.callbacks.Callback):
+    """Sets AutoMix's `total_steps` at the first epoch of a `fit`."""
+
+    def __init__(self, automix):
+        super().__init__()
+        self.automix = automix
+        self.done = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.done:
+            return
+        self.done = True
+        steps = self.params.get("steps")
+        if not steps:
+            raise ValueError(
+                "AutoMix's schedules need the length of training, and Keras cannot tell "
+                "the steps per epoch of this data (a generator or a dataset of unknown "
+                "size): pass `total_steps=` to AutoMix, or `steps_per_epoch=` to fit.")
+        done = int(self.automix.optimizer.iterations.numpy())
+        self.automix.total_steps.assign(done + int(steps) * (self.params["epochs"] - epoch))

@@ -9,18 +9,27 @@ class MixBlock(keras.layers.Layer):
     """AutoMix's Mix Block: a learned mixing mask from a pair's features.
 
     Liu et al., "AutoMix: Unveiling the Power of Mixup" (eq. 7-8) and
-    "Unveiling the Power of Mixup for Stronger Classifiers" (eq. 4-5);
-    follows OpenMixup's `PixelMixBlock` with its CIFAR defaults
-    (embedded Gaussian attention, a shared query embedding, no key conv):
+    "Unveiling the Power of Mixup for Stronger Classifiers" (eq. 4-5). The
+    papers leave the direction of the attention open; this computes
+    OpenMixup's `PixelMixBlock` with its AutoMix CIFAR settings (embedded
+    Gaussian attention, one shared query convolution, no key convolution, no
+    lambda multiplication), which settles it:
 
-    * a shared 1x1 convolution `W_q` to C / 2 channels embeds both samples'
-      features, z_i and z_j (with lambda, resp. 1 - lambda, concatenated as a
-      constant channel when `lambda_concat=True`, the paper's eq. 4);
-    * attention over positions `P = softmax(W_q z_i (W_q z_j)^T / sqrt(C / 2))`;
-    * a 1x1 value convolution to one channel, `v = W_v z_i`;
-    * the mask `sigmoid(upsample(P^T v))`, nearest upsampling to the image
-      size, weighting the anchor x_i (the partner gets 1 - mask).
+    * z_i = features of the anchor, z_j = features of its partner (with
+      lambda, resp. 1 - lambda, concatenated as a constant channel when
+      `lambda_concat=True`, the paper's eq. 4);
+    * a shared 1x1 convolution `W_q` to C / 2 channels embeds both;
+    * `P = softmax_j(W_q z_i (W_q z_j)^T / sqrt(C / 2))`, each anchor
+      position attending over the partner's positions;
+    * the value comes from the partner, `v = W_v z_j` (one channel);
+    * the partner's weight is `sigmoid(upsample(P v))` (nearest upsampling to
+      the image size), and the returned anchor mask is its complement,
+      `1 - sigmoid(upsample(P v))`; mixing gives
+      `x_i * mask + x_j * (1 - mask)`, OpenMixup's
+      `x * (1 - mask_lam_) + x[idx] * mask_lam_`.
 
+    The attention and its products are computed in float32 whatever the
+    dtype policy (OpenMixup forces float32 there too: float16 overflows).
     Weights start from N(0, 0.01) with zero biases (OpenMixup's
     `init_weights(init_linear='normal')`), so the first masks are near 0.5.
 
@@ -68,14 +77,13 @@ class MixBlock(keras.layers.Layer):
             z_partner = tf.concat([z_partner, 1.0 - lam_map], axis=-1)
         z = tf.reshape(z, [batch, h * w, -1])
         z_partner = tf.reshape(z_partner, [batch, h * w, -1])
-        q = self.query(z)
-        k = self.query(z_partner)
+        q = tf.cast(self.query(z), tf.float32)  # anchor positions
+        k = tf.cast(self.query(z_partner), tf.float32)  # partner positions
         logits = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.inter_channels)
-        attention = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-        v = tf.cast(self.value(z), tf.float32)
-        mask = tf.matmul(attention, v, transpose_a=True)  # P^T v: (B, hw, 1)
-        mask = tf.reshape(mask, [batch, h, w, 1])
-        return tf.sigmoid(nearest_upsample(mask, image_size))
+        attention = tf.nn.softmax(logits, axis=-1)  # over the partner's positions
+        v = tf.cast(self.value(z_partner), tf.float32)  # (B, hw, 1), from the partner
+        partner = tf.reshape(tf.matmul(attention, v), [batch, h, w, 1])
+        return 1.0 - tf.sigmoid(nearest_upsample(partner, image_size))
 
     def get_config(self):
         config = super().get_config()

@@ -169,12 +169,12 @@ def train(config, data=None, callbacks=None):
         "weight_decay": config.weight_decay,
         "seed": config.seed,
         "jit": config.jit,
-        "test_accuracy": float(scores.get("accuracy", scores.get("teacher_accuracy", np.nan))),
+        "test_accuracy": float(scores["accuracy"]),
         "test_loss": float(scores["loss"]),
         "seconds_per_epoch": history_cb.seconds_per_epoch(),
     }
     if config.method == "automix":
-        report["teacher_accuracy"] = float(scores["teacher_accuracy"])
+        report["teacher_accuracy"] = float(scores["accuracy"])
         report["student_accuracy"] = float(scores["student_accuracy"])
     if out:
         trained.save(os.path.join(out, "model.keras"))

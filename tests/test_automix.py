@@ -1,0 +1,183 @@
+"""AutoMix against the official code and Keras habits (issue 13)."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_miamix as km
+from keras_miamix.models.automix import momentum_schedule
+
+
+def tiny_net(num_classes=4, size=16, weight_decay=0.0):
+    return km.models.cifar_resnet18(num_classes=num_classes, input_shape=(size, size, 3),
+                                    width=4, blocks_per_stage=(1, 1, 1, 1),
+                                    weight_decay=weight_decay)
+
+
+def data(n=16, size=16, k=4, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.rand(n, size, size, 3).astype("float32"), rng.randint(0, k, size=n)
+
+
+def official_pixel_mix_block(feats, lam, index, wq, bq, wv, bv, scale, lam_concat):
+    """OpenMixup's PixelMixBlock.forward (AutoMix settings: no lam_mul, no key
+    conv, no x concat), written in numpy in channels-last layout; returns the
+    anchor's weight `1 - mask_lam_`."""
+    x_lam, x_lam_ = feats, feats[index]
+    n, h, w, _ = feats.shape
+    if lam_concat:
+        x_lam = np.concatenate([x_lam, np.full((n, h, w, 1), lam)], -1)
+        x_lam_ = np.concatenate([x_lam_, np.full((n, h, w, 1), 1 - lam)], -1)
+    v_ = (x_lam_.reshape(n, h * w, -1) @ wv + bv)  # value of the partner: [N, HW, 1]
+    q_x = x_lam.reshape(n, h * w, -1) @ wq + bq  # [N, HW, C/r]
+    k_x = (x_lam_.reshape(n, h * w, -1) @ wq + bq).transpose(0, 2, 1)  # [N, C/r, HW]
+    pairwise = q_x @ k_x / math.sqrt(q_x.shape[-1])
+    pairwise = np.exp(pairwise - pairwise.max(-1, keepdims=True))
+    pairwise /= pairwise.sum(-1, keepdims=True)  # softmax(dim=-1)
+    mask_lam_ = (pairwise @ v_).reshape(n, h, w)
+    mask_lam_ = mask_lam_.repeat(scale, axis=1).repeat(scale, axis=2)  # nearest
+    return 1.0 - 1.0 / (1.0 + np.exp(-mask_lam_))
+
+
+@pytest.mark.parametrize("lam_concat", [False, True])
+def test_mix_block_computes_openmixups_pixel_mix_block(lam_concat):
+    rng = np.random.RandomState(0)
+    feats = rng.randn(5, 4, 4, 6).astype("float32")
+    index = np.array([2, 0, 4, 1, 3])
+    block = km.models.MixBlock(reduction=2, lambda_concat=lam_concat)
+    block.build(feats.shape)
+    # Weights far from the N(0, 0.01) start, so the masks are far from 0.5.
+    for var in block.weights:
+        var.assign(rng.randn(*var.shape).astype("float32"))
+    out = block(feats, tf.constant(0.3), index, image_size=(8, 8)).numpy()[..., 0]
+    expected = official_pixel_mix_block(
+        feats.astype("float64"), 0.3, index, block.query.kernel.numpy(),
+        block.query.bias.numpy(), block.value.kernel.numpy(), block.value.bias.numpy(), 2,
+        lam_concat)
+    assert np.abs(expected - 0.5).max() > 0.3
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_ema_uses_the_momentum_of_the_step_just_taken():
+    x, y = data(n=8)
+    # Two steps in all, no warm-up: step 0 has m = 0.999, step 1 about 0.9995.
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=2,
+                              momentum_warmup=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    old = [w.numpy() for w in model.teacher.trainable_weights]
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert float(momentum_schedule(0, 2, warmup_fraction=0.0)) == pytest.approx(0.999)
+    m = 0.999
+    student = [w.numpy() for w in model.student.trainable_weights]
+    for new, o, s in zip(model.teacher.trainable_weights, old, student):
+        np.testing.assert_allclose(new.numpy(), m * o + (1 - m) * s, rtol=1e-6, atol=1e-7)
+
+
+class _Sequence(keras.utils.PyDataset):
+    def __init__(self, x, y, batch):
+        super().__init__()
+        self.x, self.y, self.batch = x, y, batch
+
+    def __len__(self):
+        return len(self.x) // self.batch
+
+    def __getitem__(self, i):
+        s = slice(i * self.batch, (i + 1) * self.batch)
+        return self.x[s], self.y[s]
+
+
+def _steps_seen(model):
+    return int(model.total_steps.numpy())
+
+
+def test_schedules_read_the_run_length_from_keras():
+    x, y = data(n=16)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    model.compile(optimizer="sgd")
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)  # arrays: 4 steps x 2
+    assert _steps_seen(model) == 8
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # a second fit: 8 done + 4
+    assert _steps_seen(model) == 12
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    model.compile(optimizer="sgd")
+    model.fit(x, y, batch_size=4, epochs=1, validation_split=0.5, verbose=0)  # 8 images
+    assert _steps_seen(model) == 2 == int(model.optimizer.iterations.numpy())
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    model.compile(optimizer="sgd")
+    model.fit(_Sequence(x, y, 8), epochs=3, verbose=0)
+    assert _steps_seen(model) == 6
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).filter(lambda a, b: True)
+    assert int(ds.cardinality()) < 0  # unknown size
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="total_steps"):
+        model.fit(ds, epochs=1, verbose=0)
+
+    def generator():
+        while True:
+            yield x[:4], y[:4]
+
+    with pytest.raises(ValueError, match="total_steps"):
+        model.fit(generator(), epochs=1, verbose=0)
+    model.fit(generator(), epochs=2, steps_per_epoch=3, verbose=0)
+    assert _steps_seen(model) == 6
+    fixed = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=1000)
+    fixed.compile(optimizer="sgd")
+    fixed.fit(generator(), epochs=1, steps_per_epoch=2, verbose=0)
+    assert _steps_seen(fixed) == 1000
+
+
+def test_regularisation_losses_are_added():
+    x, y = data(n=8)
+    losses = {}
+    for wd in (0.0, 10.0):
+        model = km.models.AutoMix(tiny_net(weight_decay=wd), num_classes=4, seed=0,
+                                  total_steps=10)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))  # no step: same weights
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        losses[wd] = history.history["loss"][0]
+        reg = float(tf.add_n(model.student.losses)) if wd else 0.0
+        parts = sum(history.history[k][0] for k in ("loss_student", "loss_mix_block",
+                                                    "mask_loss"))
+        assert losses[wd] == pytest.approx(parts + reg, rel=1e-5)
+    assert losses[10.0] > losses[0.0] + 1.0
+
+
+def test_sample_weights_weight_the_losses():
+    x, y = data(n=8)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=10)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(x, y, sample_weight=np.zeros(8), batch_size=8, epochs=1, verbose=0)
+    assert history.history["loss_student"][0] == 0.0
+    assert history.history["loss_mix_block"][0] == 0.0
+    history = model.fit(x, y, sample_weight=np.full(8, 2.0), batch_size=8, epochs=1,
+                        verbose=0)
+    plain = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert history.history["loss_student"][0] > 1.5 * plain.history["loss_student"][0]
+
+
+def test_keras_habits_compile_fit_and_callbacks(tmp_path):
+    x, y = data(n=16)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    with pytest.raises(ValueError, match="loss"):
+        model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="metrics"):
+        model.compile(optimizer="sgd", metrics=["accuracy"])
+    model.compile(optimizer="sgd")
+    history = model.fit(x, y, 8, 2, verbose=0)  # Keras's order: batch_size, epochs
+    assert len(history.history["loss"]) == 2
+    path = str(tmp_path / "best.weights.h5")
+    checkpoint = keras.callbacks.ModelCheckpoint(path, monitor="val_accuracy",
+                                                 save_best_only=True, save_weights_only=True)
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=0)
+    history = model.fit(x, y, batch_size=8, epochs=3, validation_data=(x, y),
+                        callbacks=[checkpoint, stop], verbose=0)
+    assert "val_accuracy" in history.history and "val_student_accuracy" in history.history
+    assert np.isfinite(checkpoint.best) and (tmp_path / "best.weights.h5").exists()
+    assert stop.best == max(history.history["val_accuracy"])
+    teacher = model.teacher.predict(x, verbose=0).argmax(1)
+    scores = model.evaluate(x, y, return_dict=True, verbose=0)
+    assert scores["accuracy"] == pytest.approx(np.mean(teacher == y))
