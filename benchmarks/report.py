@@ -1,5 +1,6 @@
 """Turns `benchmarks/results/accuracy.json` into the README's accuracy table
-and `docs/accuracy.png`, so that the README never holds a number typed by hand.
+and `docs/accuracy.png`, and `benchmarks/results/train_step.json` into the
+step-time table, so that the README never holds a number typed by hand.
 
     python benchmarks/report.py            # rewrite the README section and the plot
     python benchmarks/report.py --check    # exit 1 if the README is out of date
@@ -18,6 +19,8 @@ RESULTS = os.path.join(HERE, "results", "accuracy.json")
 README = os.path.join(ROOT, "README.md")
 PLOT = os.path.join(ROOT, "docs", "accuracy.png")
 BEGIN, END = "<!-- accuracy-table:begin -->", "<!-- accuracy-table:end -->"
+STEP_RESULTS = os.path.join(HERE, "results", "train_step.json")
+STEP_BEGIN, STEP_END = "<!-- train-step-table:begin -->", "<!-- train-step-table:end -->"
 ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix", "miamix",
          "manifold_mixup", "automix", "keras_mixup", "keras_cutmix")
 NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
@@ -121,12 +124,24 @@ def plot(results, path):
     fig.savefig(path, dpi=90)
 
 
-def replace_section(text, body):
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} section")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+def replace_section(text, body, begin=BEGIN, end=END):
+    if begin not in text or end not in text:
+        raise SystemExit(f"README.md has no {begin} ... {end} section")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
+def step_table(results):
+    a = results["args"]
+    lines = [f"Seconds per `train_on_batch` of the CIFAR ResNet-18 (width {a['width']}, batch "
+             f"{a['batch']}, XLA {a['jit']}, {'/'.join(results['devices'])}), median of "
+             f"{a['steps']} interleaved rounds after {a['warmup']} warm-up steps:", "",
+             "| model | s/step | x plain |", "|---|---:|---:|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['model']} | {r['seconds_per_step']:.3f} | "
+                     f"{r['ratio_to_plain']:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -137,12 +152,17 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="only check that the README matches the results")
     args = parser.parse_args(argv)
-    with open(args.results) as f:
-        results = json.load(f)
+    results = {"runs": []}
+    if os.path.exists(args.results):
+        with open(args.results) as f:
+            results = json.load(f)
     body = table(results) if results["runs"] else "No runs yet."
     with open(args.readme) as f:
         text = f.read()
     new = replace_section(text, body)
+    if os.path.exists(STEP_RESULTS) and STEP_BEGIN in text:
+        with open(STEP_RESULTS) as f:
+            new = replace_section(new, step_table(json.load(f)), STEP_BEGIN, STEP_END)
     if args.check:
         if new != text:
             print("README.md's accuracy table is out of date: run python benchmarks/report.py")
