@@ -4,8 +4,12 @@
     python docs/make_pictures.py --dataset cifar10    # any --dataset of keras-miamix
 
 Writes docs/methods/<method>.png (masks and mixed samples of every mixing
-layer), docs/miamix_stages.png, and docs/automix_masks.png (the masks of an
-AutoMix trained for a few epochs through `keras_miamix.training.train`).
+layer), docs/miamix_stages.png, and docs/automix_masks.png: the masks of an
+AutoMix trained through `keras_miamix.training.train`, either for
+`--automix-epochs` here or, better, a full run's saved model
+(`--automix-model benchmarks/results/work/automix-seed0/automix.keras`, written
+by `benchmarks/accuracy.py`): after a few epochs the Mix Block still gives
+masks of about 0.5 everywhere.
 """
 
 import argparse
@@ -32,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default=SUBSET if os.path.exists(SUBSET) else "cifar10")
     parser.add_argument("--out", default=HERE)
     parser.add_argument("--automix-epochs", type=int, default=4)
+    parser.add_argument("--automix-model", help="a saved AutoMix (.keras) to draw")
     parser.add_argument("--skip-automix", action="store_true")
     args = parser.parse_args(argv)
     data = training.load_data(args.dataset)
@@ -48,17 +53,25 @@ def main(argv=None):
     fig.savefig(os.path.join(args.out, "miamix_stages.png"), dpi=70)
     visualization.close(fig)
     if not args.skip_automix:
-        result = training.train(training.TrainConfig(
-            method="automix", epochs=args.automix_epochs, verbose=2), data=data)
-        model = result.model
+        if args.automix_model:
+            import keras
+
+            model = keras.models.load_model(args.automix_model)
+            accuracy = model.evaluate(training.test_pipeline(data, 256), verbose=0,
+                                      return_dict=True)["accuracy"]
+            trained_for = "a full run"
+        else:
+            result = training.train(training.TrainConfig(
+                method="automix", epochs=args.automix_epochs, verbose=2), data=data)
+            model, accuracy = result.model, result.report["test_accuracy"]
+            trained_for = f"{args.automix_epochs} epochs"
         rows = []
         for lam in (0.2, 0.5, 0.8):
             rows.append(visualization.automix_masks_for_display(model, images[:8], lam))
         fig = visualization.plot_automix_lambdas(rows, (0.2, 0.5, 0.8), labels[:8],
                                                  data.class_names, num=4)
-        fig.suptitle(f"AutoMix's learned masks after {args.automix_epochs} epochs "
-                     f"(test accuracy {100 * result.report['test_accuracy']:.1f}%): "
-                     "white = anchor", fontsize=10, y=1.0)
+        fig.suptitle(f"AutoMix's learned masks after {trained_for} (test accuracy "
+                     f"{100 * accuracy:.1f}%): white = anchor", fontsize=10, y=1.0)
         fig.savefig(os.path.join(args.out, "automix_masks.png"), dpi=70)
         visualization.close(fig)
     print("wrote", sorted(os.listdir(os.path.join(args.out, "methods"))))

@@ -141,6 +141,13 @@ def test_every_kind_of_method_trains_through_the_one_path(method, where, digits,
     assert json.load(open(tmp_path / "report.json"))["test_accuracy"] == report["test_accuracy"]
     if method == "automix":
         assert {"teacher_accuracy", "student_accuracy"} <= set(report)
+        import keras as keras_
+
+        whole = keras_.models.load_model(tmp_path / "automix.keras")
+        x, _ = digits.take_images(4, "test")
+        perm = tf.constant([1, 0, 3, 2])
+        np.testing.assert_allclose(whole.predict_masks(x, 0.5, perm),
+                                   result.model.predict_masks(x, 0.5, perm), atol=1e-5)
     # The saved classifier predicts what the trained one predicts.
     import keras
 

@@ -178,6 +178,8 @@ def train(config, data=None, callbacks=None):
         report["student_accuracy"] = float(scores["student_accuracy"])
     if out:
         trained.save(os.path.join(out, "model.keras"))
+        if config.method == "automix":  # the whole model: its Mix Block draws masks
+            model.save(os.path.join(out, "automix.keras"))
         from keras_miamix import visualization
 
         fig = visualization.plot_history(history_cb.history, title=_run_title(config, data))
