@@ -185,6 +185,8 @@ def plot_history(history, title=None):
                 ax.plot(epochs, values, marker="." if len(rows) < 40 else None, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        if metric == "loss":
+            ax.set_yscale("log")  # the first epochs' test loss dwarfs the rest
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
