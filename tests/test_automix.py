@@ -181,3 +181,47 @@ def test_keras_habits_compile_fit_and_callbacks(tmp_path):
     teacher = model.teacher.predict(x, verbose=0).argmax(1)
     scores = model.evaluate(x, y, return_dict=True, verbose=0)
     assert scores["accuracy"] == pytest.approx(np.mean(teacher == y))
+
+
+def test_separate_heads_option():
+    x, y = data(n=8)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=10,
+                              separate_heads=True)
+    head, head_mix = model.student.layers[-1], model.student_head_mix
+    assert len(model.trainable_weights) == (len(model.student.trainable_weights)
+                                           + len(head_mix.trainable_weights)
+                                           + len(model.mix_block.trainable_weights))
+    # The mixed loss trains the mix head; the Mix Block's loss does not reach
+    # the student at all.
+    yy = tf.one_hot(y, 4)
+    with tf.GradientTape(persistent=True) as tape:
+        out = model.compute_losses(x, yy, tf.constant(0.3), tf.constant(0.6),
+                                   tf.range(8)[::-1], tf.range(8)[::-1], 0)
+    assert all(g is not None for g in tape.gradient(out["loss_student"],
+                                                    head_mix.trainable_weights))
+    assert all(g is None for g in tape.gradient(out["loss_mix_block"],
+                                                head_mix.trainable_weights))
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    old_t = [w.numpy() for w in model.teacher_head_mix.trainable_weights]
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    # EMA of the mix heads with step 0's momentum, 0.999.
+    for t, o, s in zip(model.teacher_head_mix.trainable_weights, old_t,
+                       head_mix.trainable_weights):
+        np.testing.assert_allclose(t.numpy(), 0.999 * o + 0.001 * s.numpy(), rtol=1e-6,
+                                   atol=1e-7)
+    assert not np.allclose(head.get_weights()[0], head_mix.get_weights()[0])
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               model.teacher.predict(x, verbose=0), atol=1e-5)
+
+
+def test_separate_heads_survive_save_and_load(tmp_path):
+    x, y = data(n=8)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=10,
+                              separate_heads=True)
+    model.compile(optimizer="sgd")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "a.keras")
+    loaded = keras.models.load_model(tmp_path / "a.keras")
+    assert loaded.separate_heads
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -103,6 +103,12 @@ class AutoMix(keras.Model):
             or 1. Defaults to 0.08.
         lambda_concat: the Mix Block's lambda channel. Defaults to False.
         reduction: the Mix Block's channel reduction. Defaults to 2.
+        separate_heads: OpenMixup's separate heads: a second head (a fresh
+            copy of the backbone's last layer) classifies the mixed batches,
+            the student's for its mixed loss and the teacher's (its EMA) for
+            the Mix Block's loss, while the original head learns from the clean
+            batches and is the one `predict` uses. Defaults to False: one head
+            for both, the papers' description.
         total_steps: optimizer steps of the whole training, for the
             schedules; when None each `fit` reads it from Keras (see `fit`).
         from_logits: whether the backbone outputs logits. Defaults to True.
@@ -134,6 +140,7 @@ class AutoMix(keras.Model):
         lam_margin=0.08,
         lambda_concat=False,
         reduction=2,
+        separate_heads=False,
         total_steps=None,
         from_logits=True,
         seed=None,
@@ -183,6 +190,11 @@ class AutoMix(keras.Model):
         self.student = backbone
         self.teacher = keras.models.clone_model(backbone)
         self.teacher.set_weights(backbone.get_weights())
+        self.separate_heads = bool(separate_heads)
+        if self.separate_heads:
+            self.student_mix, self.student_head_mix = _with_second_head(self.student)
+            self._teacher_mix, self.teacher_head_mix = _with_second_head(self.teacher)
+            self.teacher_head_mix.set_weights(self.student_head_mix.get_weights())
         self._teacher_features = keras.Model(
             self.teacher.inputs, layer_output(self.teacher, feature_layer))
         # One whole forward of the teacher on the clean batch (as OpenMixup):
@@ -215,7 +227,8 @@ class AutoMix(keras.Model):
     # `trainable` (for batch-statistics BatchNorm) but is listed with the
     # non-trainable weights, so neither the optimizer nor the trainer sees it.
     def _optimized(self):
-        return self.student.trainable_weights + self.mix_block.trainable_weights
+        heads = self.student_head_mix.trainable_weights if self.separate_heads else []
+        return self.student.trainable_weights + heads + self.mix_block.trainable_weights
 
     @property
     def trainable_weights(self):
@@ -278,12 +291,14 @@ class AutoMix(keras.Model):
         mask_bb = tf.where(near_edge, tf.fill(tf.shape(mask_bb), lam_bb), mask_bb)
         x_mb = mix_batch(x, mask_mb, idx_mb)["images"]
         x_bb = mix_batch(x, mask_bb, idx_bb)["images"]
-        logits_k = tf.cast(self.teacher(x_mb, training=True), tf.float32)
+        teacher_mix = self._teacher_mix if self.separate_heads else self.teacher
+        logits_k = tf.cast(teacher_mix(x_mb, training=True), tf.float32)
         loss_mb = tf.reduce_mean(mix_labels(sw, lam_mb, idx_mb) * mixed_cross_entropy(
             y, logits_k, lam_mb, idx_mb, self.from_logits))
         loss_mask = mask_loss(mask_mb, lam_mb, self.mask_loss_gamma(step), self.mask_loss_margin)
         logits_one = tf.cast(self.student(x, training=True), tf.float32)
-        logits_mix = tf.cast(self.student(x_bb, training=True), tf.float32)
+        student_mix = self.student_mix if self.separate_heads else self.student
+        logits_mix = tf.cast(student_mix(x_bb, training=True), tf.float32)
         loss_one = tf.reduce_mean(sw * keras.losses.categorical_crossentropy(
             y, logits_one, from_logits=self.from_logits))
         loss_mix = tf.reduce_mean(mix_labels(sw, lam_bb, idx_bb) * mixed_cross_entropy(
@@ -348,6 +363,9 @@ class AutoMix(keras.Model):
         Under `tf.distribute` the update runs in cross-replica context, so the
         teacher stays identical on every replica."""
         pairs = list(zip(self.teacher.trainable_weights, self.student.trainable_weights))
+        if self.separate_heads:
+            pairs += list(zip(self.teacher_head_mix.trainable_weights,
+                              self.student_head_mix.trainable_weights))
 
         def ema(t, s):
             return t.assign(m * t + (1.0 - m) * s)
@@ -428,6 +446,7 @@ class AutoMix(keras.Model):
             "lam_margin": self.lam_margin,
             "lambda_concat": self.lambda_concat,
             "reduction": self.reduction,
+            "separate_heads": self.separate_heads,
             "total_steps": self._fixed_total_steps,
             "from_logits": self.from_logits,
             "seed": self.seed,
@@ -443,6 +462,19 @@ def layer_output(model, name):
     layer = model.get_layer(name)
     outputs = layer._inbound_nodes[-1].output_tensors
     return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _with_second_head(network):
+    """(model, head): `network` with a fresh copy of its last layer on the
+    same body; the body's weights are shared with `network`."""
+    head = network.layers[-1]
+    body = head._inbound_nodes[-1].arguments.keras_tensors[0]
+    if isinstance(head, keras.Model):
+        copy = keras.models.clone_model(head)
+    else:
+        copy = head.__class__.from_config(head.get_config())
+    copy.name = f"{head.name}_mix" if not isinstance(head, keras.Model) else copy.name
+    return keras.Model(network.inputs, copy(body)), copy
 
 
 class _Accuracies(MetricsList):
