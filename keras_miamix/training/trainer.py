@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 
+from keras_miamix.models.base_mix_trainer import BaseMixTrainer
 from keras_miamix.training import data as data_lib
 from keras_miamix.training import methods as methods_lib
 
@@ -245,14 +246,13 @@ class JsonHistory(keras.callbacks.Callback):
 
 
 def _classifier_of(model):
+    """The network that predicts: AutoMix's teacher, a wrapper's model, or
+    the model itself."""
     if isinstance(model, methods_lib.mix_models.AutoMix):
         return model.teacher
-    return getattr(model, "model", model) if not _is_plain(model) else model
-
-
-def _is_plain(model):
-    return not isinstance(model, (methods_lib.mix_models.MixModel,
-                                  methods_lib.mix_models.ManifoldMixup))
+    if isinstance(model, BaseMixTrainer):
+        return model.model
+    return model
 
 
 def _run_title(config, data):
