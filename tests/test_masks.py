@@ -196,3 +196,73 @@ def test_box_filter_is_the_mean_over_the_window_inside_the_image():
         assert any(np.allclose(out[i, ..., 0], ref, atol=1e-5) for ref in candidates)
     const = mask_augment.box_filter(tf.fill([2, 9, 9, 1], 0.3), 5).numpy()
     np.testing.assert_allclose(const, 0.3, atol=1e-6)
+
+
+def stable_top(keys, num):
+    ref = np.zeros(keys.shape, bool)
+    for i in range(keys.shape[0]):
+        ref[i, np.argsort(-keys[i], kind="stable")[:num[i]]] = True
+    return ref
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_top_count_paths_equal_a_stable_argsort(xla):
+    # Both selection paths (compact: large rows outside XLA; static: XLA and
+    # small rows), with ties at the threshold, empty and full rows.
+    rng = np.random.RandomState(0)
+    static = tf.function(masks._top_count_static, jit_compile=xla)
+    for trial in range(12):
+        b, n = rng.randint(1, 7), [5, 64, 1000, 20000][trial % 4]
+        v = rng.rand(b, n).astype("float32")
+        if trial % 3 == 0:
+            v = np.round(v * 7) / 7  # many ties
+        num = rng.randint(0, n + 1, size=b).astype("int32")
+        num[0] = 0
+        if b > 1:
+            num[-1] = n
+        key = tf.cast(tf.constant(v) * float((1 << 24) - 1), tf.int32)
+        ref = stable_top(key.numpy(), num)
+        np.testing.assert_array_equal(static(key, tf.constant(num)).numpy(), ref)
+        if not xla:
+            compact = masks._top_count_compact(key, tf.constant(num)).numpy()
+            np.testing.assert_array_equal(compact, ref)
+
+
+def test_fmix_count_is_exact_on_large_images():
+    # 160 x 160 > 128 x 128 entries: the compact selection path.
+    lam = tf.constant(np.linspace(0.05, 0.95, 6), tf.float32)
+    m = masks.fmix_mask(lam, 160, 160, SEED).numpy()
+    ones = m.sum((1, 2, 3))
+    target = lam.numpy() * 160 * 160
+    assert np.all((ones == np.ceil(target)) | (ones == np.floor(target)))
+
+
+def test_box_muller_normals():
+    from keras_miamix.ops.sampling import normal_pair
+
+    a, b = normal_pair([200000], SEED)
+    a, b = a.numpy(), b.numpy()
+    for x in (a, b):
+        assert abs(x.mean()) < 5 / np.sqrt(2e5) and abs(x.std() - 1) < 0.01
+        assert scipy_kstest(x) > 1e-3
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(2e5)
+
+
+def scipy_kstest(x):
+    import scipy.stats
+
+    return scipy.stats.kstest(x, "norm").pvalue
+
+
+def test_box_filter_per_sample_windows_in_every_mode():
+    x = np.random.RandomState(1).rand(12, 9, 11, 1).astype("float32")
+    pick = np.arange(12) % 3
+    windows = [3, 5, 7]
+    for fn in (mask_augment._box_filter,
+               tf.function(mask_augment._box_filter, jit_compile=True)):
+        out = fn(tf.constant(x), tf.constant(pick, tf.int32), windows).numpy()
+        for i in range(12):
+            r = windows[pick[i]] // 2
+            ref = [[x[i, max(0, y - r):y + r + 1, max(0, c - r):c + r + 1, 0].mean()
+                    for c in range(11)] for y in range(9)]
+            np.testing.assert_allclose(out[i, ..., 0], ref, atol=1e-5)

@@ -206,3 +206,115 @@ def test_rotated_masks_keep_their_area_up_to_the_border():
 def test_bad_parameters_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         km.MiAMix(**kwargs)
+
+
+# ---------------------------------------------------------------- XLA's path
+# Under XLA each method's rows are gathered into a block of static capacity,
+# with a conditional that falls back to computing every row; outside XLA the
+# rows are gathered with a dynamic count. Both must draw the same distributions.
+
+
+def run_xla(layer, n, size=8):
+    images = np.random.RandomState(0).rand(n, size, size, 3).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(n) % 4]
+    fn = tf.function(lambda x, t: layer((x, t), return_info=True), jit_compile=True)
+    _, info = fn(images, y)
+    return {k: v.numpy() for k, v in info.items()}
+
+
+def check_plan_statistics(info, n):
+    k, methods = info["k"], info["methods"]
+    assert abs(np.mean(k == 1) - 0.5) < tol(0.5, n)
+    assert np.all((methods[:, 1] == -1) == (k == 1)) and np.all(methods[:, 0] >= 0)
+    drawn = methods[methods >= 0]
+    counts = np.bincount(drawn, minlength=5)
+    assert scipy.stats.chisquare(counts, np.array([2, 1, 1, 1, 1]) / 6 * len(drawn)).pvalue > 1e-3
+    eligible = np.isin(methods, [1, 2, 3])
+    rotated, smoothed = info["rotated"], info["smoothed"]
+    assert not rotated[~eligible].any() and not smoothed[~eligible].any()
+    assert abs(rotated[eligible].mean() - 0.25) < tol(0.25, eligible.sum())
+    assert abs(smoothed[eligible].mean() - 0.5) < tol(0.5, eligible.sum())
+    np.testing.assert_allclose(info["label_weights"], info["masks"].mean((1, 2, 3)), atol=1e-5)
+    np.testing.assert_allclose(info["masks"], np.prod(info["layer_masks"], axis=1), atol=1e-6)
+    # Inactive layers are all-ones; MixUp layers the constant anchor share.
+    inactive = methods == -1
+    assert np.all(info["layer_masks"][inactive] == 1.0)
+    mixup = methods == 0
+    share = 1 - info["lambdas"][:, :-1]
+    np.testing.assert_allclose(info["layer_masks"][mixup].mean((1, 2, 3)), share[mixup],
+                               atol=1e-6)
+    # Unaugmented CutMix and GridMix layers are binary; FMix too.
+    plain = np.isin(methods, [1, 2, 3]) & ~rotated & ~smoothed
+    assert set(np.unique(info["layer_masks"][plain])) <= {0.0, 1.0}
+    for lam_col in (0,):
+        dist = scipy.stats.beta(1.0, 2 * 1.0 - 1.0)
+        assert chi2_pvalue(info["lambdas"][k == 1, lam_col], dist, bins=10) > 1e-3
+    return info
+
+
+def per_method_layer_means(info):
+    methods, means = info["methods"], info["layer_masks"].mean((2, 3, 4))
+    return {m: means[methods == m] for m in range(5)}
+
+
+def test_xla_path_draws_the_same_distributions_as_tf_data():
+    xla = check_plan_statistics(run_xla(km.MiAMix(seed=11, augmentation=None), N), N)
+    _, _, eager = run(km.MiAMix(seed=11, augmentation=None))
+    check_plan_statistics(eager, N)
+    # Each method's mask area, compared between the two paths (two-sample t).
+    a, b = per_method_layer_means(xla), per_method_layer_means(eager)
+    for m in range(5):
+        assert scipy.stats.ttest_ind(a[m], b[m], equal_var=False).pvalue > 1e-3, m
+
+
+def test_xla_fallback_when_a_block_overflows(monkeypatch):
+    # A capacity of one row makes every batch overflow: the conditional's
+    # other branch computes every row, with the same distributions.
+    from keras_miamix.ops import miamix
+
+    monkeypatch.setattr(miamix, "row_capacity", lambda n, fraction: 1)
+    n = 2000
+    info = check_plan_statistics(run_xla(km.MiAMix(seed=12, augmentation=None), n), n)
+    _, _, eager = run(km.MiAMix(seed=12, augmentation=None), n=n)
+    a, b = per_method_layer_means(info), per_method_layer_means(eager)
+    for m in range(5):
+        assert scipy.stats.ttest_ind(a[m], b[m], equal_var=False).pvalue > 1e-3, m
+
+
+@pytest.mark.parametrize("xla", [False, True])
+@pytest.mark.parametrize("capacity", [None, 1])
+def test_on_rows_computes_only_the_chosen_rows(monkeypatch, xla, capacity):
+    from keras_miamix.ops import miamix
+
+    if capacity is not None:
+        monkeypatch.setattr(miamix, "row_capacity", lambda n, fraction: capacity)
+    rng = np.random.RandomState(0)
+    base = tf.constant(rng.rand(40, 3, 2).astype("float32"))
+    values = tf.constant(rng.rand(40).astype("float32"))
+    chosen = tf.constant(rng.rand(40) < 0.3)
+    flags = tf.constant(rng.rand(40) < 0.5)
+
+    def fn(v, f):
+        # A row's output depends on its own inputs only; padding rows of
+        # XLA's block carry False flags.
+        return (tf.where(f, 2.0, 1.0)[:, None, None] * v[:, None, None] + 10.0,
+                tf.cast(f, tf.float32))
+
+    def call(b, v, c, f):
+        return miamix.on_rows(fn, c, (v, f), (b, tf.zeros([40])), 0.3)
+
+    out, seen = (tf.function(call, jit_compile=True) if xla else call)(base, values, chosen, flags)
+    c, f = chosen.numpy(), flags.numpy()
+    expected = np.where(c[:, None, None], np.where(f, 2.0, 1.0)[:, None, None]
+                        * values.numpy()[:, None, None] + 10.0, base.numpy())
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(seen.numpy(), np.where(c, f, 0.0))
+
+
+def test_row_capacity_bounds_the_count():
+    from keras_miamix.ops.miamix import row_capacity
+
+    assert row_capacity(256, 0.125) == 32 + int(np.ceil(4 * np.sqrt(32 * 0.875))) + 2
+    assert row_capacity(10, 0.5) == 10  # never more than the rows
+    dynamic = tf.function(lambda n: row_capacity(n, 0.125))(tf.constant(256))
+    assert 32 + 4 * np.sqrt(32) <= int(dynamic) <= 256

@@ -84,13 +84,63 @@ def box_filter(masks, window):
     """Average filter of odd size `window` (int), edge-normalised.
 
     Each output pixel is the mean over the window's pixels that lie inside the
-    image (TensorFlow's SAME average pooling leaves the padding out of the
-    count), so a constant mask stays constant. The masks are pooled as the
-    channels of one image, about four times faster on CPU than pooling a
-    batch of single-channel images.
+    image (as TensorFlow's SAME average pooling, which leaves the padding out
+    of the count), so a constant mask stays constant.
     """
-    as_channels = tf.transpose(masks, [3, 1, 2, 0])
-    return tf.transpose(tf.nn.avg_pool2d(as_channels, window, 1, "SAME"), [3, 1, 2, 0])
+    return _box_filter(masks, tf.fill([tf.shape(masks)[0]], 0), [int(window)])
+
+
+def _box_filter(masks, pick, windows):
+    """Box filter of window `windows[pick[b]]` for sample b, separably.
+
+    Running sums over a zero-padded copy: along the rows, each larger window
+    adds its two outer shifts to the previous one and every sample keeps the
+    sum of its own window; then the same along the columns; then the division
+    by the number of pixels inside the image. About a dozen elementwise passes
+    over the masks in every mode, where one average pooling per window (the
+    masks pooled as the channels of one image) cost 3 to 5 times more under
+    XLA on CPU, and its normalisation constant-folded for seconds at 224 px.
+    """
+    windows = sorted(int(w) for w in windows)
+    radii = [w // 2 for w in windows]
+    r_max = radii[-1]
+    shape = tf.shape(masks)
+    height, width = shape[1], shape[2]
+    radius = tf.gather(tf.constant(radii, tf.int32), pick)
+
+    def axis_sum(x, axis, size):
+        padding = [[0, 0]] * 4
+        padding[axis] = [r_max, r_max]
+        padded = tf.pad(x, padding)
+
+        def shifted(d):
+            start = r_max + d
+            if axis == 1:
+                return padded[:, start:start + size]
+            return padded[:, :, start:start + size]
+
+        total = shifted(0)
+        out = total
+        previous = 0
+        for r in radii:
+            for d in range(previous + 1, r + 1):
+                total = total + shifted(d) + shifted(-d)
+            previous = r
+            if len(radii) > 1:
+                out = tf.where((radius == r)[:, None, None, None], total, out)
+            else:
+                out = total
+        return out
+
+    sums = axis_sum(axis_sum(masks, 1, height), 2, width)
+
+    def count(size):
+        pos = tf.range(size)[None, :]
+        r = radius[:, None]
+        return tf.cast(tf.minimum(pos + r, size - 1) - tf.maximum(pos - r, 0) + 1, masks.dtype)
+
+    counts = count(height)[:, :, None, None] * count(width)[:, None, :, None]
+    return sums / counts
 
 
 def smoothing_windows(height, width, max_window=None):
@@ -105,14 +155,13 @@ def smoothing_windows(height, width, max_window=None):
 
 
 def random_box_filter(masks, seed, windows):
-    """Box filter whose odd window is drawn per sample uniformly from `windows`.
-
-    One pooling per candidate window, then a per-sample choice (the default
-    candidates are 3 and 5).
-    """
+    """Box filter whose odd window is drawn per sample uniformly from `windows`
+    (the default candidates are 3 and 5); see `_box_filter`."""
     batch = tf.shape(masks)[0]
+    windows = [int(w) for w in windows]
     pick = uniform([batch], seed, 0, len(windows), dtype=tf.int32)
-    out = box_filter(masks, windows[0])
-    for i, window in enumerate(windows[1:], start=1):
-        out = tf.where((pick == i)[:, None, None, None], box_filter(masks, window), out)
-    return out
+    # `_box_filter` takes the windows sorted; map each draw to its window's
+    # position there, so that `windows[i]` keeps probability 1 / len(windows).
+    order = sorted(range(len(windows)), key=lambda i: windows[i])
+    rank = [order.index(i) for i in range(len(windows))]
+    return _box_filter(masks, tf.gather(tf.constant(rank, tf.int32), pick), windows)

@@ -24,9 +24,24 @@ reproducible with itself and follows the same distributions, but does not
 repeat the eager numbers.
 """
 
+import math
+
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 _NUM_PROPOSALS = 16
+
+
+def in_xla_context():
+    """True while tracing inside `tf.function(jit_compile=True)` (or any XLA
+    compilation context), False eagerly, in a plain `tf.function` and in
+    `tf.data`.
+
+    Ops that prefer different code under XLA (static shapes) and outside it
+    (dynamic shapes, no functional control flow) choose at trace time with it.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
 _SALT_MULTIPLIER = 65537
@@ -50,18 +65,43 @@ def fold_seed(seed, salt):
 
 
 def normal(shape, seed):
-    """Standard normal draws.
+    """Standard normal draws (Box-Muller on Philox uniforms).
 
-    Philox is named here because these draws are large (FMix spectra): under
-    XLA on CPU the default algorithm picks a generator about ten times slower
-    for big tensors. Small draws keep the default, which costs fewer ops.
+    `r = sqrt(-2 log(1 - u1))`, `z = r cos(2 pi u2)`: exactly N(0, 1) up to
+    float32 rounding, as TensorFlow's own normal kernel. Measured on 2 CPU
+    cores for FMix's spectra it costs half of `tf.random.stateless_normal` in
+    `tf.function` (12 against 20 ms for 3.2 million draws) and the same under
+    XLA, whose normal goes through an inverse error function. Philox is named
+    because under XLA on CPU the default generator is about ten times slower
+    for big tensors.
     """
-    return tf.random.stateless_normal(shape, seed, alg="philox")
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    u = tf.random.stateless_uniform(tf.concat([[2], shape], 0), seed, alg="philox")
+    radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))
+    return radius * tf.cos((2.0 * math.pi) * u[1])
+
+
+def normal_pair(shape, seed):
+    """Two independent standard normal tensors of `shape` from one Box-Muller
+    draw (the cosine and the sine of the same radius and angle)."""
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    u = tf.random.stateless_uniform(tf.concat([[2], shape], 0), seed, alg="philox")
+    radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))
+    angle = (2.0 * math.pi) * u[1]
+    return radius * tf.cos(angle), radius * tf.sin(angle)
 
 
 def uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32):
-    """Uniform draws in [minval, maxval); integers when `dtype` is int32."""
-    return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype)
+    """Uniform draws in [minval, maxval); integers when `dtype` is int32.
+
+    Under XLA Philox is named: XLA's default generator on CPU costs about 25x
+    more per number (measured: 32 against 1.4 ms for 139,000 draws), which made
+    MiAMix's few thousand Dirichlet proposals cost more than the whole blend.
+    Elsewhere the default is kept (the same draws as before for a seed).
+    """
+    alg = "philox" if in_xla_context() else "auto_select"
+    return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype,
+                                       alg=alg)
 
 
 def stateless_log_gamma(shape, alpha, seed, num_proposals=_NUM_PROPOSALS):
@@ -82,7 +122,8 @@ def stateless_log_gamma(shape, alpha, seed, num_proposals=_NUM_PROPOSALS):
     d = boosted - 1.0 / 3.0
     c = 1.0 / tf.sqrt(9.0 * d)
     prop_shape = tf.concat([[num_proposals], tf.shape(alpha)], axis=0)
-    x = tf.random.stateless_normal(prop_shape, fold_seed(seed, 1))
+    x = tf.random.stateless_normal(prop_shape, fold_seed(seed, 1),
+                                   alg="philox" if in_xla_context() else "auto_select")
     u = uniform(prop_shape, fold_seed(seed, 2))
     v = 1.0 + c * x
     v_pos = tf.maximum(v, 1e-12)
