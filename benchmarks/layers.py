@@ -14,10 +14,20 @@ contender alike), the median milliseconds per batch of
 
 and prints a table of milliseconds and ratios (ours / blend, ours / baseline).
 
+With `--tfdata` it also measures each layer inside an input pipeline over real
+images (`--data`, an .npz with `x_train`, else scikit-learn's digits; resized
+once to the batch's size and kept as uint8): images per second of
+`from_tensor_slices -> repeat -> batch -> map(layer, num_parallel_calls=AUTOTUNE)
+-> prefetch`, against the same pipeline with the map a plain cast to float
+("no mixing") and with the map the plain blend, the pipelines alternating in
+rounds so that the machine's noise hits each alike.
+
 Usage:
     python benchmarks/layers.py                 # both shapes, all methods
     python benchmarks/layers.py --json out.json
     python benchmarks/layers.py --shapes 128,32,32,3 --methods MixUp,CutMix
+    python benchmarks/layers.py --tfdata --data ../shared/data/cifar10_subset.npz \
+        --json benchmarks/results/layers.json   # the README's table
 """
 
 import argparse
@@ -80,6 +90,62 @@ def time_interleaved(calls, warmup, repeats):
     return {name: 1000.0 * statistics.median(t) for name, t in times.items()}
 
 
+def real_images(shape, data=None, count=1024):
+    """`count` real uint8 images of the batch's size: the .npz's `x_train`, or
+    scikit-learn's 8x8 digits (grey, repeated to the channels), resized once."""
+    import numpy as np
+
+    if data:
+        x = np.load(data)["x_train"][:count]
+    else:
+        from sklearn.datasets import load_digits
+
+        x = (load_digits().images[:count] * (255.0 / 16.0)).astype("uint8")[..., None]
+    x = tf.image.resize(tf.constant(x), shape[1:3])
+    if x.shape[-1] != shape[3]:
+        x = tf.repeat(x[..., :1], shape[3], axis=-1)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+
+
+def pipeline(images, labels, batch, fn):
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(
+        batch, drop_remainder=True)
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+    return iter(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def tfdata_throughput(shape, methods, data, rounds=3, seconds=1.0):
+    """Images per second of each method's pipeline and of the no-mixing and
+    blend pipelines, measured in alternating rounds (median over rounds)."""
+    images = real_images(shape, data)
+    labels = tf.one_hot(tf.range(images.shape[0]) % NUM_CLASSES, NUM_CLASSES)
+    batch = shape[0]
+    seed = tf.constant([1, 2])
+
+    def as_float(x, y):
+        return tf.cast(x, tf.float32), y
+
+    def blended(x, y):
+        return blend(tf.cast(x, tf.float32), y, seed)
+
+    iterators = {"none": pipeline(images, labels, batch, as_float),
+                 "blend": pipeline(images, labels, batch, blended)}
+    for name in methods:
+        iterators[name] = pipeline(images, labels, batch, make_ours(name))
+    for it in iterators.values():  # warm-up: tracing and the pipeline's buffers
+        for _ in range(3):
+            next(it)
+    rates = {name: [] for name in iterators}
+    for _ in range(rounds):
+        for name, it in iterators.items():
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                next(it)
+                count += 1
+            rates[name].append(count * batch / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
 def run(shapes, methods, warmup, repeats):
     rows = []
     for shape in shapes:
@@ -140,6 +206,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--tfdata", action="store_true",
+                        help="also measure images/s inside a tf.data pipeline")
+    parser.add_argument("--data", help=".npz with x_train (real images) for --tfdata")
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
     methods = [m for m in args.methods.split(",") if m]
@@ -147,9 +216,25 @@ def main():
           f"devices: {[d.device_type for d in tf.config.list_logical_devices()]}")
     print(HEADER)
     rows = run(shapes, methods, args.warmup, args.repeats)
+    if args.tfdata:
+        print(f"\n{'method':<10} {'shape':<16} {'images/s':>10} {'x none':>8} {'x blend':>8}")
+        for shape in shapes:
+            rates = tfdata_throughput(shape, methods, args.data)
+            for row in rows:
+                if tuple(row["shape"]) != tuple(shape):
+                    continue
+                rate = rates[row["method"]]
+                row["tfdata"] = {"images_per_s": rate, "none_images_per_s": rates["none"],
+                                 "blend_images_per_s": rates["blend"],
+                                 "ratio_none": rate / rates["none"],
+                                 "ratio_blend": rates["blend"] / rate}
+                print(f"{row['method']:<10} {'x'.join(map(str, shape)):<16} {rate:10.0f} "
+                      f"{rate / rates['none']:8.2f} {rates['blend'] / rate:8.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"tensorflow": tf.__version__, "keras": keras.__version__,
+                       "devices": [d.device_type for d in tf.config.list_logical_devices()],
+                       "cpu_count": os.cpu_count(), "data": os.path.basename(args.data or "digits"),
                        "rows": rows}, f, indent=2)
 
 

@@ -1,6 +1,7 @@
 """Turns `benchmarks/results/accuracy.json` into the README's accuracy table
 and `docs/accuracy.png`, and `benchmarks/results/train_step.json` into the
-step-time table, so that the README never holds a number typed by hand.
+step-time table, and `benchmarks/results/layers.json` into the mixing
+layers' speed table, so that the README never holds a number typed by hand.
 
     python benchmarks/report.py            # rewrite the README section and the plot
     python benchmarks/report.py --check    # exit 1 if the README is out of date
@@ -21,6 +22,8 @@ PLOT = os.path.join(ROOT, "docs", "accuracy.png")
 BEGIN, END = "<!-- accuracy-table:begin -->", "<!-- accuracy-table:end -->"
 STEP_RESULTS = os.path.join(HERE, "results", "train_step.json")
 STEP_BEGIN, STEP_END = "<!-- train-step-table:begin -->", "<!-- train-step-table:end -->"
+LAYER_RESULTS = os.path.join(HERE, "results", "layers.json")
+LAYER_BEGIN, LAYER_END = "<!-- layers-table:begin -->", "<!-- layers-table:end -->"
 ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix", "miamix",
          "manifold_mixup", "automix", "keras_mixup", "keras_cutmix")
 NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
@@ -144,6 +147,31 @@ def step_table(results):
     return "\n".join(lines)
 
 
+def _ms(value):
+    return f"{value:.3g}" if value >= 10 else f"{value:.2f}"
+
+
+def layers_table(results):
+    """Milliseconds and ratios per layer, batch shape and mode."""
+    lines = [f"TF {results['tensorflow']}, Keras {results['keras']}, "
+             f"{'/'.join(results.get('devices', ['CPU']))}, {results.get('cpu_count', '?')} "
+             f"cores; `tf.data` over real images ({results.get('data', '?')}):", "",
+             "| method | batch | tf.function ms | x blend | XLA ms | x blend | XLA / tf.function "
+             "| tf.data images/s | x no mixing | x blend | vs Keras core / keras-cv |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results["rows"]:
+        shape = "x".join(str(v) for v in r["shape"])
+        base = " / ".join(f"{k.split('.')[0]} {v['ours_ratio']:.2f}x"
+                          for k, v in r["baselines"].items())
+        d = r.get("tfdata")
+        data = (f"{d['images_per_s']:,.0f} | {d['ratio_none']:.2f} | {d['ratio_blend']:.2f}"
+                if d else " | | ")
+        lines.append(f"| {r['method']} | {shape} | {_ms(r['ms'])} | {r['ratio_blend']:.2f} | "
+                     f"{_ms(r['xla_ms'])} | {r['xla_ratio_blend']:.2f} | "
+                     f"{r['xla_ms'] / r['ms']:.2f} | {data} | {base} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", default=RESULTS)
@@ -163,6 +191,9 @@ def main(argv=None):
     if os.path.exists(STEP_RESULTS) and STEP_BEGIN in text:
         with open(STEP_RESULTS) as f:
             new = replace_section(new, step_table(json.load(f)), STEP_BEGIN, STEP_END)
+    if os.path.exists(LAYER_RESULTS) and LAYER_BEGIN in text:
+        with open(LAYER_RESULTS) as f:
+            new = replace_section(new, layers_table(json.load(f)), LAYER_BEGIN, LAYER_END)
     if args.check:
         if new != text:
             print("README.md's accuracy table is out of date: run python benchmarks/report.py")
