@@ -32,6 +32,7 @@ from tensorflow.python.ops import control_flow_util
 _NUM_PROPOSALS = 16
 
 
+@tf.autograph.experimental.do_not_convert
 def in_xla_context():
     """True while tracing inside `tf.function(jit_compile=True)` (or any XLA
     compilation context), False eagerly, in a plain `tf.function` and in
@@ -39,6 +40,8 @@ def in_xla_context():
 
     Ops that prefer different code under XLA (static shapes) and outside it
     (dynamic shapes, no functional control flow) choose at trace time with it.
+    AutoGraph must not convert it: the converted copy fails when a function
+    that `tf.data` converts (a `ds.map` of user code) reaches it.
     """
     graph = tf.compat.v1.get_default_graph()
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
