@@ -43,9 +43,18 @@ def add_seed_state(layer, seed, name="seed_state"):
 
 
 def next_seed(state):
-    """Reads the stateless seed of this call and advances the state."""
+    """Reads the stateless seed of this call and advances the state.
+
+    Under a `tf.distribute` strategy with several replicas (MirroredStrategy,
+    MultiWorkerMirroredStrategy, TPUStrategy) the replica's index is folded in,
+    so that no two replicas mix their shards with the same draws while the
+    state itself stays one mirrored value.
+    """
     seed = tf.cast(tf.identity(state.value), tf.int32)
     state.assign_add(tf.constant([0, 1], tf.int64))
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        seed = fold_seed(seed, 4096 + tf.cast(ctx.replica_id_in_sync_group, tf.int32))
     return seed
 
 

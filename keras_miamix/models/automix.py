@@ -8,6 +8,7 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_miamix.layers.base_mix_layer import add_seed_state
 from keras_miamix.layers.base_mix_layer import next_seed
+from keras_miamix.models.base_mix_trainer import DistributedBuildMixin
 from keras_miamix.models.mix_block import MixBlock
 from keras_miamix.models.mix_block import mask_loss
 from keras_miamix.ops.mixing import mix_batch
@@ -39,7 +40,7 @@ def mixed_cross_entropy(y, logits, lam, partner_index, from_logits=True):
 
 
 @keras.saving.register_keras_serializable(package="keras_miamix")
-class AutoMix(keras.Model):
+class AutoMix(DistributedBuildMixin, keras.Model):
     """AutoMix: mixup with masks learned by a Mix Block and a momentum teacher.
 
     Liu et al., "AutoMix: Unveiling the Power of Mixup" (ECCV 2022) and
@@ -345,7 +346,7 @@ class AutoMix(keras.Model):
         self._train_acc.update_state(y, out["logits_one"])
         logs = {name: tracker.result() for name, tracker in self._trackers.items()}
         logs["accuracy"] = self._train_acc.result()
-        return logs
+        return self._reducible_logs(logs)
 
     def predict_masks(self, images, lam, partner_index):
         """The anchor masks (B, H, W, 1) the Mix Block makes for `images`
@@ -390,9 +391,9 @@ class AutoMix(keras.Model):
         self._trackers["loss"].update_state(loss)
         self._train_acc.update_state(y, logits_t)
         self._student_acc.update_state(y, logits_s)
-        return {"loss": self._trackers["loss"].result(),
-                "accuracy": self._train_acc.result(),
-                "student_accuracy": self._student_acc.result()}
+        return self._reducible_logs({"loss": self._trackers["loss"].result(),
+                                     "accuracy": self._train_acc.result(),
+                                     "student_accuracy": self._student_acc.result()})
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Keras's `compile`, without `loss`, `metrics`: AutoMix computes its

@@ -8,7 +8,53 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 from keras_miamix.ops.mixing import prepare_labels
 
 
-class BaseMixTrainer(keras.Model):
+class DistributedBuildMixin:
+    """Builds the model from one replica's first batch under `tf.distribute`.
+
+    Before training, Keras 3.15 (`TensorFlowTrainer._maybe_symbolic_build`)
+    averages the first distributed batch with `strategy.reduce("MEAN", batch)`
+    on the whole nest of inputs, labels and weights, only to read its shapes.
+    `MultiWorkerMirroredStrategy`'s collective reduce refuses a nest
+    ("Attempt to convert a value (PerReplica ...) to a Tensor"), so `fit` failed
+    before its first step with two workers. The first replica's local batch
+    has the same shapes and needs no communication.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is None or getattr(self, "_distribute_strategy", None) is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        strategy = self.distribute_strategy
+        for _, _, it in iterator:
+            batch = next(it)
+            break
+        else:
+            return super()._maybe_symbolic_build(data_batch=data_batch)
+
+        def local(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        return super()._maybe_symbolic_build(data_batch=tf.nest.map_structure(local, batch))
+
+    def _reducible_logs(self, logs):
+        """The step's logs, as Keras can average them across workers.
+
+        With several workers Keras 3.15 averages each log with
+        `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalars
+        every `train_step` returns ("Invalid reduction dimension 0 for input
+        with 0 dimensions"; tensorflow/tensorflow#72388). As one-element
+        vectors they average to the same scalars. Elsewhere logs are unchanged.
+        """
+        strategy = tf.distribute.get_strategy()
+        if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            return logs
+        return tf.nest.map_structure(
+            lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v, logs)
+
+
+class BaseMixTrainer(DistributedBuildMixin, keras.Model):
     """A model wrapper whose `train_step` mixes the batch on the device.
 
     Subclasses implement `mixed_forward(x, y, sample_weight, training)` that
@@ -75,7 +121,8 @@ class BaseMixTrainer(keras.Model):
         variables = self.trainable_weights
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
-        return self.compute_metrics(x, y_mixed, y_pred, sample_weight=sw_mixed)
+        return self._reducible_logs(
+            self.compute_metrics(x, y_mixed, y_pred, sample_weight=sw_mixed))
 
     def test_step(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
@@ -86,7 +133,8 @@ class BaseMixTrainer(keras.Model):
         self._loss_tracker.update_state(
             unscale_loss_for_distribution(loss), sample_weight=tf.shape(y)[0]
         )
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._reducible_logs(
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
 
     def get_config(self):
         return {

@@ -1,0 +1,90 @@
+"""MultiWorkerMirroredStrategy with two worker processes on localhost.
+
+Each test starts both workers of `tests/distributed/multi_worker.py` (see its
+docstring) with `TF_CONFIG` on two free localhost ports, and checks what they
+saved.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+WORKER = os.path.join(os.path.dirname(__file__), "distributed", "multi_worker.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def start(phase, out, env=None, indices=(0, 1)):
+    ports = [str(free_port()), str(free_port())]
+    return [subprocess.Popen([sys.executable, WORKER, phase, str(i), *ports, str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **(env or {})))
+            for i in indices]
+
+
+def finish(procs, timeout=600):
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0 and "_OK" in out, f"worker {i}:\n{err[-4000:]}"
+
+
+def load(out, name, index):
+    with np.load(os.path.join(out, f"{name}-{index}.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+def assert_same_weights(a, b):
+    """Every weight equal on both workers, except batch normalisation's moving
+    statistics, which Keras 3 keeps per replica (each worker's own batches)."""
+    assert a.keys() == b.keys()
+    compared = [k for k in a if "moving_" not in k]
+    assert compared
+    for k in compared:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_models_train_in_step_on_two_workers_with_different_draws(tmp_path):
+    finish(start("train", tmp_path))
+    for name in ("mix_model", "manifold_mixup", "automix"):
+        a, b = load(tmp_path, name, 0), load(tmp_path, name, 1)
+        assert_same_weights(a, b)
+        if name == "automix":
+            # Student and momentum teacher (same layer names) are both compared.
+            assert sum(k.endswith("logits/kernel") for k in a) == 2
+    # The same images given to both replicas come back mixed differently.
+    a, b = load(tmp_path, "draws", 0)["mixed"], load(tmp_path, "draws", 1)["mixed"]
+    assert np.abs(a - b).max() > 0.1
+
+
+def test_two_workers_make_the_same_update_as_one_with_the_whole_batch(tmp_path):
+    procs = start("scale", tmp_path)
+    single = start("scale", tmp_path, indices=(-1,))
+    finish(procs + single)
+    one, two = load(tmp_path, "scale", -1), load(tmp_path, "scale", 0)
+    assert_same_weights(two, load(tmp_path, "scale", 1))
+    for i, k in enumerate(sorted(one, key=lambda k: int(k.split(":")[0]))):
+        init = (np.random.RandomState(i).randn(*one[k].shape) * 0.3).astype("float32")
+        assert np.abs(one[k] - init).max() > 1e-3  # the step moved the weight
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_backup_and_restore_resumes_after_a_worker_stops(tmp_path):
+    procs = start("resume", tmp_path, env={"STOP_AFTER_EPOCH": "0"})
+    procs[1].communicate(timeout=600)
+    assert procs[1].returncode == 3  # stopped at the end of epoch 0
+    procs[0].kill()  # its peer is gone: it would wait in the next all-reduce
+    procs[0].communicate()
+    finish(start("resume", tmp_path))
+    for i in (0, 1):
+        with open(os.path.join(tmp_path, f"epochs-{i}.txt")) as f:
+            assert f.read().split() == ["0", "1", "2"]  # epoch 0 not repeated
+    assert_same_weights(load(tmp_path, "resume", 0), load(tmp_path, "resume", 1))
+
+
