@@ -24,6 +24,8 @@ STEP_RESULTS = os.path.join(HERE, "results", "train_step.json")
 STEP_BEGIN, STEP_END = "<!-- train-step-table:begin -->", "<!-- train-step-table:end -->"
 LAYER_RESULTS = os.path.join(HERE, "results", "layers.json")
 LAYER_BEGIN, LAYER_END = "<!-- layers-table:begin -->", "<!-- layers-table:end -->"
+SERVICE_RESULTS = os.path.join(HERE, "results", "data_service.json")
+SERVICE_BEGIN, SERVICE_END = "<!-- data-service-table:begin -->", "<!-- data-service-table:end -->"
 ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix", "miamix",
          "manifold_mixup", "automix", "keras_mixup", "keras_cutmix")
 NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
@@ -172,6 +174,18 @@ def layers_table(results):
     return "\n".join(lines)
 
 
+def service_table(results):
+    shape = "x".join(str(v) for v in results["image_shape"])
+    lines = [f"MiAMix pipeline, batches of {results['batch']} {shape} images "
+             f"({results['data']}), TF {results['tensorflow']}, {results['cpu_count']} cores "
+             "shared by the trainer and the workers:", "",
+             "| where the pipeline runs | images/s | x in-process |", "|---|---:|---:|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['setting']} | {r['images_per_s']:,.0f} | "
+                     f"{r['ratio_in_process']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", default=RESULTS)
@@ -194,6 +208,9 @@ def main(argv=None):
     if os.path.exists(LAYER_RESULTS) and LAYER_BEGIN in text:
         with open(LAYER_RESULTS) as f:
             new = replace_section(new, layers_table(json.load(f)), LAYER_BEGIN, LAYER_END)
+    if os.path.exists(SERVICE_RESULTS) and SERVICE_BEGIN in text:
+        with open(SERVICE_RESULTS) as f:
+            new = replace_section(new, service_table(json.load(f)), SERVICE_BEGIN, SERVICE_END)
     if args.check:
         if new != text:
             print("README.md's accuracy table is out of date: run python benchmarks/report.py")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed", "multi_worker.py")
 
@@ -88,3 +89,61 @@ def test_backup_and_restore_resumes_after_a_worker_stops(tmp_path):
     assert_same_weights(load(tmp_path, "resume", 0), load(tmp_path, "resume", 1))
 
 
+
+
+# ------------------------------------------------------------ tf.data service
+def local_service(workers=2):
+    """A dispatcher and `workers` workers of the tf.data service on localhost."""
+    import tensorflow as tf
+
+    svc = tf.data.experimental.service
+    dispatcher = svc.DispatchServer()
+    address = dispatcher.target.split("://")[1]
+    return dispatcher, [svc.WorkerServer(svc.WorkerConfig(dispatcher_address=address))
+                        for _ in range(workers)]
+
+
+def test_miamix_pipeline_runs_on_a_tf_data_service_with_two_workers():
+    import tensorflow as tf
+
+    import keras_miamix as km
+
+    dispatcher, workers = local_service(2)
+    n = 96
+    x = np.random.RandomState(0).rand(n, 8, 8, 3).astype("float32")
+    data = {"images": x, "labels": np.arange(n) % 4, "id": np.arange(n)}
+
+    def on_service(ds, mode):
+        ds = ds.batch(8).map(km.MiAMix(num_classes=4, seed=0))
+        ds = ds.apply(tf.data.experimental.service.distribute(
+            processing_mode=mode, service=dispatcher.target))
+        return list(ds.as_numpy_iterator())
+
+    # Each worker its own share: every image exactly once, every batch mixed.
+    batches = on_service(tf.data.Dataset.from_tensor_slices(data), "distributed_epoch")
+    assert sorted(np.concatenate([b["id"] for b in batches]).tolist()) == list(range(n))
+    for b in batches:
+        assert np.abs(b["images"] - x[b["id"]]).max() > 0.05
+    # Every worker a whole epoch (unseeded shuffles): each image twice, mixed
+    # differently by the two workers.
+    batches = on_service(tf.data.Dataset.from_tensor_slices(data).shuffle(n), "parallel_epochs")
+    ids = np.concatenate([b["id"] for b in batches])
+    images = np.concatenate([b["images"] for b in batches])
+    assert np.bincount(ids, minlength=n).tolist() == [2] * n
+    for i in range(n):
+        first, second = images[ids == i]
+        assert np.abs(first - second).max() > 1e-3, i
+
+
+def test_trainer_reads_its_pipeline_from_a_tf_data_service():
+    from keras_miamix.training import TrainConfig
+    from keras_miamix.training import train
+
+    dispatcher, workers = local_service(2)
+    result = train(TrainConfig(method="miamix", dataset="digits", limit=256, test_limit=64,
+                               epochs=2, batch_size=32, data_service=dispatcher.target,
+                               verbose=0))
+    assert len(result.history) == 2
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    with pytest.raises(ValueError, match="data_service_mode"):
+        TrainConfig(data_service_mode="sideways").validate()

@@ -12,13 +12,14 @@ import automix  # noqa: E402
 import custom_mask_generator  # noqa: E402
 import mix_in_tf_data  # noqa: E402
 import mix_on_device  # noqa: E402
+import tf_data_service  # noqa: E402
 
 TINY = ["--epochs", "1", "--limit", "64"]
 
 
 @pytest.mark.parametrize("script, extra", [
     (mix_in_tf_data, ["--method", "fmix"]), (mix_on_device, ["--method", "miamix"]),
-    (automix, []), (custom_mask_generator, [])])
+    (automix, []), (custom_mask_generator, []), (tf_data_service, ["--workers", "2"])])
 def test_example_trains(script, extra):
     history = script.main([*TINY, *extra])
     assert len(history.history["loss"]) == 1

@@ -56,6 +56,13 @@ def build_parser():
                        help="no random flip and pad-and-crop before mixing")
     train.add_argument("--limit", type=int, help="use only this many training images")
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    train.add_argument("--data-service", metavar="ADDRESS",
+                       help="run the input pipeline (mixing included) on a tf.data service "
+                            "dispatcher, e.g. grpc://localhost:5050")
+    train.add_argument("--data-service-mode", default="distributed_epoch",
+                       choices=["distributed_epoch", "parallel_epochs"],
+                       help="how the service's workers share an epoch (default: each its own "
+                            "share of the images)")
     train.add_argument("--output", help="output folder (default: runs/METHOD-DATASET-seedN)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -110,6 +117,7 @@ def _train(args):
         image_size=args.image_size, limit=args.limit, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         augment=not args.no_augment, seed=args.seed, jit=args.jit,
+        data_service=args.data_service, data_service_mode=args.data_service_mode,
         output=args.output or os.path.join(
             "runs", f"{args.method}-{_dataset_tag(args.dataset)}-seed{args.seed}"),
         verbose=2 if args.quiet else "auto")

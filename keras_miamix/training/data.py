@@ -119,7 +119,11 @@ def load_data(spec="digits", data_dir=None, image_size=None, limit=None, test_li
     return data
 
 
-def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=True):
+SERVICE_MODES = ("distributed_epoch", "parallel_epochs")
+
+
+def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=True,
+                   data_service=None, processing_mode="distributed_epoch"):
     """The training pipeline: shuffle, batch, float pixels 0..255, the CIFAR
     augmentation (random flip and 4-pixel pad-and-crop, zero padding, drawn
     per sample from stateless seeds), then the mixing layer if any.
@@ -128,10 +132,21 @@ def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=T
     layer runs as one sequential map so that a `seed` gives the same batches
     run to run (`num_parallel_calls` would let parallel calls read its seed
     state in any order); `tf.data` still overlaps it with training.
+
+    With `data_service` (a tf.data service dispatcher's address, e.g.
+    "grpc://host:5050") the whole pipeline runs on the service's workers:
+    "distributed_epoch" hands each worker its own share of the images, so
+    each image is seen once per epoch and every worker mixes different
+    batches; "parallel_epochs" has every worker produce a whole epoch, so its
+    shuffle is left unseeded (else every worker would send the same batches).
+    Either way which worker builds which batch is up to the service, so a
+    `seed` no longer fixes the batches.
     """
     ds = data.train
     if shuffle:
-        ds = ds.shuffle(min(data.train_size, 50000), seed=seed, reshuffle_each_iteration=True)
+        shuffle_seed = None if data_service and processing_mode == "parallel_epochs" else seed
+        ds = ds.shuffle(min(data.train_size, 50000), seed=shuffle_seed,
+                        reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     num_classes = data.num_classes
     shift = 4 / 32 if data.image_shape[0] >= 16 else 0.125
@@ -149,6 +164,14 @@ def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=T
     ds = ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if mixer is not None:
         ds = ds.map(mixer)
+    if data_service:
+        # Everything above (reading, augmenting, mixing) runs on the tf.data
+        # service's workers; the trainer only receives the finished batches.
+        if processing_mode not in SERVICE_MODES:
+            raise ValueError(f"`processing_mode` must be one of {SERVICE_MODES}; received "
+                             f"processing_mode={processing_mode!r}.")
+        ds = ds.apply(tf.data.experimental.service.distribute(
+            processing_mode=processing_mode, service=data_service))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
