@@ -58,10 +58,7 @@ def build_parser():
     train.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     train.add_argument("--data-service", metavar="ADDRESS",
                        help="run the input pipeline (mixing included) on a tf.data service "
-                            "dispatcher, e.g. grpc://localhost:5050")
-    train.add_argument("--data-service-mode", default="distributed_epoch",
-                       choices=["distributed_epoch", "parallel_epochs"],
-                       help="how the service's workers share an epoch (default: each its own "
+                            "dispatcher, e.g. grpc://localhost:5050 (each worker mixes its own "
                             "share of the images)")
     train.add_argument("--output", help="output folder (default: runs/METHOD-DATASET-seedN)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -117,7 +114,7 @@ def _train(args):
         image_size=args.image_size, limit=args.limit, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         augment=not args.no_augment, seed=args.seed, jit=args.jit,
-        data_service=args.data_service, data_service_mode=args.data_service_mode,
+        data_service=args.data_service,
         output=args.output or os.path.join(
             "runs", f"{args.method}-{_dataset_tag(args.dataset)}-seed{args.seed}"),
         verbose=2 if args.quiet else "auto")

@@ -138,7 +138,9 @@ def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=T
     "distributed_epoch" hands each worker its own share of the images, so
     each image is seen once per epoch and every worker mixes different
     batches; "parallel_epochs" has every worker produce a whole epoch, so its
-    shuffle is left unseeded (else every worker would send the same batches).
+    shuffle is left unseeded. Workers then differ only while TensorFlow has no
+    global seed: after `keras.utils.set_random_seed` (or `tf.random.set_seed`)
+    every worker shuffles, and so mixes, alike and sends the same batches.
     Either way which worker builds which batch is up to the service, so a
     `seed` no longer fixes the batches.
     """

@@ -48,9 +48,11 @@ class TrainConfig:
         jit: compile the train step with XLA.
         data_service: address of a tf.data service dispatcher (e.g.
             "grpc://localhost:5050"): the pipeline, mixing included, then runs
-            on the service's workers (`train_pipeline`).
-        data_service_mode: "distributed_epoch" (each worker its own share of
-            the images) or "parallel_epochs".
+            on the service's workers (`train_pipeline`), each worker taking
+            its own share of the images ("distributed_epoch"). `train` seeds
+            TensorFlow globally, so "parallel_epochs" (every worker a whole
+            epoch) would have every worker send the same batches; it is left
+            to `train_pipeline`.
         output: folder for the files and the resumable backup (None: none).
         verbose: Keras' `fit` verbosity ("auto": progress bars).
     """
@@ -74,7 +76,6 @@ class TrainConfig:
     seed: int = 0
     jit: bool = False
     data_service: str = None
-    data_service_mode: str = "distributed_epoch"
     output: str = None
     verbose: object = "auto"
 
@@ -90,9 +91,6 @@ class TrainConfig:
             raise ValueError(f"`lr` must be positive; received lr={self.lr!r}.")
         if not self.weight_decay >= 0:
             raise ValueError(f"`weight_decay` must be >= 0; received {self.weight_decay!r}.")
-        if self.data_service_mode not in data_lib.SERVICE_MODES:
-            raise ValueError(f"`data_service_mode` must be one of {data_lib.SERVICE_MODES}; "
-                             f"received data_service_mode={self.data_service_mode!r}.")
 
 
 @dataclasses.dataclass
@@ -138,7 +136,7 @@ def train(config, data=None, callbacks=None):
     augment = config.augment and not (config.method == "miamix" and config.where == "data")
     train_ds = data_lib.train_pipeline(
         data, config.batch_size, config.seed, augment, mixer,
-        data_service=config.data_service, processing_mode=config.data_service_mode)
+        data_service=config.data_service)
     test_ds = data_lib.test_pipeline(data, config.batch_size)
     optimizer = keras.optimizers.SGD(
         keras.optimizers.schedules.CosineDecay(config.lr, total_steps),
