@@ -11,26 +11,29 @@ The network is a chain of named sub-models, `stem`, `stage1` ... `stage4` and
 between stages.
 """
 
+import functools
+
 import keras
 from keras import layers
 
 STAGES = ("stem", "stage1", "stage2", "stage3", "stage4", "head")
 
 
-def _basic_block(x, filters, stride, name, weight_decay):
+def _basic_block(x, filters, stride, name, weight_decay, synchronized=False):
+    bn = functools.partial(layers.BatchNormalization, synchronized=synchronized)
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     shortcut = x
     y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False,
                       kernel_regularizer=reg, name=f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = bn(name=f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, 1, padding="same", use_bias=False,
                       kernel_regularizer=reg, name=f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = bn(name=f"{name}_bn2")(y)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, stride, use_bias=False, kernel_regularizer=reg,
                                  name=f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = bn(name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -43,6 +46,7 @@ def cifar_resnet(
     weight_decay=0.0,
     normalization=None,
     name="resnet",
+    synchronized_bn=False,
 ):
     """Builds a CIFAR-style ResNet of basic blocks as a chain of named stages.
 
@@ -60,6 +64,11 @@ def cifar_resnet(
             `(x - mean) / std`, so the model takes raw images. Mixing is affine
             in the pixels, so mixing before or after this layer is the same.
         name: model name.
+        synchronized_bn: batch normalisation with the statistics of the
+            global batch under `tf.distribute` (`BatchNormalization(
+            synchronized=True)`), so that every replica and worker also keeps
+            the same moving statistics; by default each replica normalises with
+            its own batch and keeps its own moving statistics.
 
     Returns:
         A functional `keras.Model` mapping images to logits whose layers are
@@ -87,7 +96,7 @@ def cifar_resnet(
         x = layers.Normalization(mean=mean, variance=std, name="normalize")(x)
     x = layers.Conv2D(filters[0], 3, padding="same", use_bias=False, kernel_regularizer=reg,
                       name="stem_conv")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(synchronized=synchronized_bn, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     stem = keras.Model(stem_in, x, name="stem")
 
@@ -98,7 +107,7 @@ def cifar_resnet(
         y = stage_in
         for b in range(blocks):
             y = _basic_block(y, channels, stride if b == 0 else 1,
-                             f"stage{s}_block{b + 1}", weight_decay)
+                             f"stage{s}_block{b + 1}", weight_decay, synchronized_bn)
         stage = keras.Model(stage_in, y, name=f"stage{s}")
         h = stage(h)
 
@@ -117,6 +126,7 @@ def cifar_resnet18(
     weight_decay=0.0,
     normalization=None,
     name="resnet18",
+    synchronized_bn=False,
 ):
     """Builds the CIFAR ResNet-18 as a chain of named stages.
 
@@ -129,6 +139,7 @@ def cifar_resnet18(
         weight_decay: optional L2 factor on convolution and dense kernels.
         normalization: optional per-channel `(mean, std)` (see `cifar_resnet`).
         name: model name.
+        synchronized_bn: see `cifar_resnet`.
 
     Returns:
         A functional `keras.Model` mapping images to logits whose layers are
@@ -141,7 +152,7 @@ def cifar_resnet18(
     ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'head']
     """
     return cifar_resnet(num_classes, input_shape, tuple(width * m for m in (1, 2, 4, 8)),
-                        blocks_per_stage, weight_decay, normalization, name)
+                        blocks_per_stage, weight_decay, normalization, name, synchronized_bn)
 
 
 def small_resnet(
@@ -151,10 +162,12 @@ def small_resnet(
     weight_decay=0.0,
     normalization=None,
     name="small_resnet",
+    synchronized_bn=False,
 ):
     """A small CIFAR ResNet for quick runs: stages of 32, 64 and 128 filters,
     one basic block (two 3x3 convolutions) each, global pooling and a dense
-    head; about 0.31M weights, the network of the accuracy benchmark.
+    head; about 0.31M weights, the network of the accuracy benchmark. The
+    arguments are those of `cifar_resnet`.
 
     Example:
 
@@ -163,4 +176,4 @@ def small_resnet(
     ['stem', 'stage1', 'stage2', 'stage3', 'head']
     """
     return cifar_resnet(num_classes, input_shape, tuple(filters), (1,) * len(filters),
-                        weight_decay, normalization, name)
+                        weight_decay, normalization, name, synchronized_bn)

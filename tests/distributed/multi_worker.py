@@ -43,8 +43,10 @@ LOSS = keras.losses.CategoricalCrossentropy(from_logits=True)
 
 
 def resnet():
+    # Synchronized batch normalisation: the workers also keep the same moving
+    # statistics, so that every weight can be compared.
     return km.models.cifar_resnet18(num_classes=4, input_shape=(16, 16, 3), width=4,
-                                    blocks_per_stage=(1, 1, 1, 1))
+                                    blocks_per_stage=(1, 1, 1, 1), synchronized_bn=True)
 
 
 def save(name, arrays):
