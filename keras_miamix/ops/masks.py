@@ -145,16 +145,15 @@ _LEVEL_BITS = 12
 
 
 def _crossing_bucket(hist, need):
-    """Per row, the bucket where the count from the top reaches `need`, and
-    how many entries of that bucket are still needed. Rows with need == 0 get
-    the bucket one past the last (nothing is taken from any bucket)."""
-    bins = hist.shape[-1]
+    """Per row of a (B, bins) histogram, the bucket where the count from the
+    top reaches `need`, and how many entries of that bucket are still needed
+    (bucket 0 for rows with need == 0: the callers take nothing from them)."""
     above = tf.cumsum(hist, axis=1, reverse=True, exclusive=True)
     need_col = need[:, None]
     crossing = (above < need_col) & (above + hist >= need_col)
     b_star = tf.cast(tf.argmax(tf.cast(crossing, tf.int32), axis=1), tf.int32)
     rest = need - tf.gather(above, b_star[:, None], batch_dims=1)[:, 0]
-    return tf.where(need > 0, b_star, bins), rest
+    return b_star, rest
 
 
 def _top_count_compact(key, num):
@@ -170,6 +169,8 @@ def _top_count_compact(key, num):
     hist = tf.math.unsorted_segment_sum(
         tf.ones_like(bucket), bucket + rows[:, None] * bins, batch * bins)
     b_star, need = _crossing_bucket(tf.reshape(hist, [batch, bins]), num)
+    # Rows with num == 0: the bucket one past the last, so nothing is taken.
+    b_star = tf.where(num > 0, b_star, bins)
     take = bucket > b_star[:, None]
     # The entries of the crossing bucket, row-major (so by index within a row).
     cand = tf.cast(tf.where(tf.equal(bucket, b_star[:, None])), tf.int32)
@@ -211,11 +212,7 @@ def _top_count_static(key, num, bits_per_level=8, levels=3):
             segment = tf.where(same, segment, batch * bins)
         hist = tf.math.unsorted_segment_sum(ones, segment, batch * bins + 1)
         hist = tf.reshape(hist[:-1], [batch, bins])
-        above = tf.cumsum(hist, axis=1, reverse=True, exclusive=True)
-        need_col = need[:, None]
-        crossing = (above < need_col) & (above + hist >= need_col)
-        b_star = tf.cast(tf.argmax(tf.cast(crossing, tf.int32), axis=1), tf.int32)
-        need = need - tf.gather(above, b_star[:, None], batch_dims=1)[:, 0]
+        b_star, need = _crossing_bucket(hist, need)
         prefix = prefix * bins + b_star
     # `prefix` is the threshold key; take every larger key and, among keys equal
     # to it, the first `need` by index. The last histogram counts the keys equal

@@ -264,9 +264,8 @@ def multi_stage_masks(
 
     if not in_xla_context():
         # One dynamic group per method, stitched back with the inactive rows.
-        rest = tf.cast(tf.where(~tf.reduce_any(
-            flat_methods[:, None] == tf.constant(computed, tf.int32)[None, :], axis=1))[:, 0],
-            tf.int32)
+        # (A method of weight 0 is never drawn, so the rest is the inactive layers.)
+        rest = tf.cast(tf.where(flat_methods < 0)[:, 0], tf.int32)
         ones = tf.ones(tf.stack([tf.shape(rest)[0], height, width, 1]))
         indices, finals, raws = [rest], [ones], [ones]
         for i in computed:

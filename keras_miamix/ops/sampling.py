@@ -67,26 +67,25 @@ def fold_seed(seed, salt):
     return seed * tf.constant([_SALT_MULTIPLIER, 1]) + tf.stack([tf.cast(salt, tf.int32), 0])
 
 
-def normal(shape, seed):
-    """Standard normal draws (Box-Muller on Philox uniforms).
-
-    `r = sqrt(-2 log(1 - u1))`, `z = r cos(2 pi u2)`: exactly N(0, 1) up to
-    float32 rounding, as TensorFlow's own normal kernel. Measured on 2 CPU
-    cores for FMix's spectra it costs half of `tf.random.stateless_normal` in
-    `tf.function` (12 against 20 ms for 3.2 million draws) and the same under
-    XLA, whose normal goes through an inverse error function. Philox is named
-    because under XLA on CPU the default generator is about ten times slower
-    for big tensors.
-    """
-    shape = tf.convert_to_tensor(shape, tf.int32)
-    u = tf.random.stateless_uniform(tf.concat([[2], shape], 0), seed, alg="philox")
-    radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))
-    return radius * tf.cos((2.0 * math.pi) * u[1])
+def _rng_alg():
+    """Philox under XLA, whose default generator on CPU costs about 25x more
+    per number (measured: 32 against 1.4 ms for 139,000 uniforms, which made
+    MiAMix's few thousand Dirichlet proposals cost more than the whole blend);
+    elsewhere the default, so that non-XLA draws stay what they were."""
+    return "philox" if in_xla_context() else "auto_select"
 
 
 def normal_pair(shape, seed):
     """Two independent standard normal tensors of `shape` from one Box-Muller
-    draw (the cosine and the sine of the same radius and angle)."""
+    draw (the cosine and the sine of the same radius and angle).
+
+    `r = sqrt(-2 log(1 - u1))`, `z = (r cos(2 pi u2), r sin(2 pi u2))`: exactly
+    N(0, 1) up to float32 rounding, as TensorFlow's own normal kernel. For
+    FMix's spectra (3.2 million draws on 2 CPU cores) it costs 12 ms where two
+    `tf.random.stateless_normal` calls cost 20 in `tf.function`, and the same
+    under XLA (whose normal goes through an inverse error function). Philox
+    is named in every mode: these draws are large.
+    """
     shape = tf.convert_to_tensor(shape, tf.int32)
     u = tf.random.stateless_uniform(tf.concat([[2], shape], 0), seed, alg="philox")
     radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))
@@ -95,16 +94,10 @@ def normal_pair(shape, seed):
 
 
 def uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32):
-    """Uniform draws in [minval, maxval); integers when `dtype` is int32.
-
-    Under XLA Philox is named: XLA's default generator on CPU costs about 25x
-    more per number (measured: 32 against 1.4 ms for 139,000 draws), which made
-    MiAMix's few thousand Dirichlet proposals cost more than the whole blend.
-    Elsewhere the default is kept (the same draws as before for a seed).
-    """
-    alg = "philox" if in_xla_context() else "auto_select"
+    """Uniform draws in [minval, maxval); integers when `dtype` is int32
+    (generator: `_rng_alg`)."""
     return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype,
-                                       alg=alg)
+                                       alg=_rng_alg())
 
 
 def stateless_log_gamma(shape, alpha, seed, num_proposals=_NUM_PROPOSALS):
@@ -125,8 +118,7 @@ def stateless_log_gamma(shape, alpha, seed, num_proposals=_NUM_PROPOSALS):
     d = boosted - 1.0 / 3.0
     c = 1.0 / tf.sqrt(9.0 * d)
     prop_shape = tf.concat([[num_proposals], tf.shape(alpha)], axis=0)
-    x = tf.random.stateless_normal(prop_shape, fold_seed(seed, 1),
-                                   alg="philox" if in_xla_context() else "auto_select")
+    x = tf.random.stateless_normal(prop_shape, fold_seed(seed, 1), alg=_rng_alg())
     u = uniform(prop_shape, fold_seed(seed, 2))
     v = 1.0 + c * x
     v_pos = tf.maximum(v, 1e-12)
