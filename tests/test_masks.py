@@ -211,6 +211,7 @@ def test_top_count_paths_equal_a_stable_argsort(xla):
     # small rows), with ties at the threshold, empty and full rows.
     rng = np.random.RandomState(0)
     static = tf.function(masks._top_count_static, jit_compile=xla)
+    static_12 = tf.function(lambda k, n: masks._top_count_static(k, n, 12, 2), jit_compile=xla)
     for trial in range(12):
         b, n = rng.randint(1, 7), [5, 64, 1000, 20000][trial % 4]
         v = rng.rand(b, n).astype("float32")
@@ -223,15 +224,19 @@ def test_top_count_paths_equal_a_stable_argsort(xla):
         key = tf.cast(tf.constant(v) * float((1 << 24) - 1), tf.int32)
         ref = stable_top(key.numpy(), num)
         np.testing.assert_array_equal(static(key, tf.constant(num)).numpy(), ref)
+        np.testing.assert_array_equal(static_12(key, tf.constant(num)).numpy(), ref)
         if not xla:
             compact = masks._top_count_compact(key, tf.constant(num)).numpy()
             np.testing.assert_array_equal(compact, ref)
 
 
-def test_fmix_count_is_exact_on_large_images():
-    # 160 x 160 > 128 x 128 entries: the compact selection path.
+@pytest.mark.parametrize("xla", [False, True])
+def test_fmix_count_is_exact_on_large_images(xla):
+    # 160 x 160 > 128 x 128 entries: the compact selection path outside XLA,
+    # the two-level static path (and Threefry normals) under XLA.
     lam = tf.constant(np.linspace(0.05, 0.95, 6), tf.float32)
-    m = masks.fmix_mask(lam, 160, 160, SEED).numpy()
+    fn = tf.function(lambda lm, s: masks.fmix_mask(lm, 160, 160, s), jit_compile=xla)
+    m = fn(lam, SEED).numpy()
     ones = m.sum((1, 2, 3))
     target = lam.numpy() * 160 * 160
     assert np.all((ones == np.ceil(target)) | (ones == np.floor(target)))
@@ -246,6 +251,37 @@ def test_box_muller_normals():
         assert abs(x.mean()) < 5 / np.sqrt(2e5) and abs(x.std() - 1) < 0.01
         assert scipy_kstest(x) > 1e-3
     assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(2e5)
+
+
+def test_xla_normals_from_threefry():
+    # Under XLA the pair is sqrt(2) erfinv(2u - 1) of Threefry uniforms.
+    from keras_miamix.ops.sampling import normal_pair
+
+    draw = tf.function(lambda s: normal_pair([200000], s), jit_compile=True)
+    a, b = (x.numpy() for x in draw(SEED))
+    for x in (a, b):
+        assert abs(x.mean()) < 5 / np.sqrt(2e5) and abs(x.std() - 1) < 0.01
+        assert scipy_kstest(x) > 1e-3
+        assert np.all(np.isfinite(x))
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(2e5)
+    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 5 / np.sqrt(2e5)
+    np.testing.assert_array_equal(draw(SEED)[0].numpy(), a)  # reproducible
+    other = draw(tf.constant([1, 2]) + SEED)[0].numpy()
+    assert abs(np.corrcoef(a, other)[0, 1]) < 5 / np.sqrt(2e5)
+
+
+def test_threefry_known_answers():
+    # Random123's known-answer vectors for threefry2x32_20 (also JAX's tests).
+    from keras_miamix.ops.sampling import threefry2x32
+
+    fn = tf.function(threefry2x32, jit_compile=True)
+    cases = [((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+             ((0xFFFFFFFF,) * 2, (0xFFFFFFFF,) * 2, (0x1CB996FC, 0xBB002BE7)),
+             ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0))]
+    for key, count, expected in cases:
+        out = fn(tf.constant(key, tf.uint32), tf.constant([count[0]], tf.uint32),
+                 tf.constant([count[1]], tf.uint32))
+        assert (int(out[0][0]), int(out[1][0])) == expected
 
 
 def scipy_kstest(x):
