@@ -311,6 +311,52 @@ def test_on_rows_computes_only_the_chosen_rows(monkeypatch, xla, capacity):
     np.testing.assert_array_equal(seen.numpy(), np.where(c, f, 0.0))
 
 
+@pytest.mark.parametrize("capacity", [None, 1])
+def test_xla_method_blocks_put_every_row_in_place(monkeypatch, capacity):
+    # Fake generators whose rows are known: method i gives (i + 1) * share.
+    # Blocks (and, with capacity 1, the every-row fallback) must return each
+    # row its own method's output, and ones for the inactive rows (-1).
+    from keras_miamix.ops import miamix
+
+    rng = np.random.RandomState(3)
+    n = 60
+    methods = tf.constant(rng.randint(-1, 3, size=n).astype("int32"))
+    share = tf.constant(rng.rand(n).astype("float32"))
+
+    def masks_of(i):
+        return lambda lam: tf.broadcast_to(((i + 1.0) * lam)[:, None, None, None],
+                                           tf.stack([tf.shape(lam)[0], 2, 3, 1]))
+
+    def call(m, lam):
+        cap = capacity or (lambda i: miamix.row_capacity(n, 0.25))
+        groups = [(i, tf.equal(m, i), cap if capacity else cap(i)) for i in range(3)]
+        return miamix._xla_method_blocks(groups, masks_of, lam, n, 2, 3)
+
+    out = tf.function(call, jit_compile=True)(methods, share).numpy()
+    m, lam = methods.numpy(), share.numpy()
+    expected = np.where(m >= 0, (m + 1.0) * lam, 1.0)
+    np.testing.assert_allclose(out, np.broadcast_to(expected[:, None, None, None], out.shape),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_only_flagged_layers_are_rotated_or_smoothed(xla):
+    layer = km.MiAMix(seed=5, augmentation=None, p_aug=0.5, p_smooth=0.5)
+    info = run_xla(layer, 256, size=16) if xla else run(layer, n=256, size=16)[2]
+    final, raw = info["layer_masks"], info["raw_layer_masks"]
+    touched = info["rotated"] | info["smoothed"]
+    np.testing.assert_array_equal(final[~touched], raw[~touched])
+    changed = np.any(final != raw, axis=(2, 3, 4))
+    # Most augmented layers change (a rotated or smoothed mask rarely stays
+    # the same: a constant mask, a tiny box).
+    assert changed[touched].mean() > 0.7
+    only_rotated = info["rotated"] & ~info["smoothed"]
+    # Rotation keeps a binary mask binary; smoothing is what makes grey levels.
+    rot = final[only_rotated]
+    assert np.all((rot == 0) | (rot == 1))
+    assert np.any((final[info["smoothed"]] > 0) & (final[info["smoothed"]] < 1))
+
+
 def test_row_capacity_bounds_the_count():
     from keras_miamix.ops.miamix import row_capacity
 

@@ -32,10 +32,12 @@ distributions (tests run the statistics both ways):
   a dynamic count and the groups stitched back together; no functional
   control flow, which `tf.data` runs slowly (a `tf.cond` version of this
   measured 2.6x slower there);
-* under XLA (static shapes): each group is gathered into a block of a static
-  capacity, mean + 4 standard deviations of its count, and a conditional falls
-  back to computing every row in the rare batch (about one in 10,000) that
-  drew more.
+* under XLA (static shapes): each method's rows are gathered into a block of
+  a static capacity, mean + 4 standard deviations of its count, the blocks
+  are concatenated and one gather puts the rows in place; a conditional falls
+  back to computing every row in the rare batch (about one in 10,000 per
+  method) that drew more. The rotated rows and the smoothed rows of all
+  methods then get one block each (blocks per method held twice the rows).
 """
 
 import math
@@ -124,6 +126,49 @@ def on_rows(fn, chosen, inputs, bases, fraction):
     if isinstance(capacity, int) and isinstance(n, int) and capacity >= n:
         return every_row()
     return tf.cond(count <= capacity, block, every_row)
+
+
+def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
+    """Under XLA, the (n, H, W, 1) raw layer masks from one block of static
+    capacity per method: each method's chosen rows are gathered into its
+    block, the blocks are concatenated after an all-ones row (the inactive
+    layers) and a single gather puts every row in place. One conditional
+    falls back to computing every method on every row in the rare batch
+    where a method drew more rows than its block holds.
+
+    Args:
+        groups: (method index, (n,) bool chosen, capacity) per computed method.
+        masks_of: method index -> fn(anchor_share) returning (rows, H, W, 1)
+            masks.
+        anchor_share: (n,) the anchor's share of each row.
+    """
+    ones = tf.ones(tf.stack([n, height, width, 1]))
+
+    def blocks():
+        parts = [ones[:1]]
+        position = tf.zeros([n], tf.int32)
+        offset = 1
+        for i, chosen, capacity in groups:
+            # A stable argsort of "not chosen" lists the chosen rows first;
+            # the block's padding rows are never read back.
+            idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
+            parts.append(masks_of(i)(tf.gather(anchor_share, idx)))
+            rank = tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True)
+            position = tf.where(chosen, offset + tf.minimum(rank, capacity - 1), position)
+            offset = offset + capacity
+        return tf.gather(tf.concat(parts, 0), position)
+
+    def every_row():
+        out = ones
+        for i, chosen, _ in groups:
+            out = tf.where(_expand(chosen, ones), masks_of(i)(anchor_share), out)
+        return out
+
+    if all(isinstance(c, int) and isinstance(n, int) and c >= n for _, _, c in groups):
+        return blocks()
+    fits = tf.reduce_all(tf.stack(
+        [tf.reduce_sum(tf.cast(chosen, tf.int32)) <= capacity for _, chosen, capacity in groups]))
+    return tf.cond(fits, blocks, every_row)
 
 
 def _expand(flags, like):
@@ -238,53 +283,61 @@ def multi_stage_masks(
     active_share = sum(k_choices) / (len(k_choices) * max_k)
     total_weight = float(sum(weights))
 
-    def method_fn(i):
-        name = methods[i]
-        gen = MASK_GENERATORS[name]
-        kwargs = method_kwargs.get(name, {})
+    def masks_of(i):
+        gen = MASK_GENERATORS[methods[i]]
+        kwargs = method_kwargs.get(methods[i], {})
 
-        def masks_of(lam, rotate, smooth):
-            rows = tf.shape(lam)[0]
+        def fn(lam):
             raw = gen(lam, height, width, fold_seed(seed, 10 + i), **kwargs)
-            raw = tf.broadcast_to(raw, tf.stack([rows, height, width, 1]))
-            out = raw
-            if i in augmentable and p_aug > 0:
-                (out,) = on_rows(
-                    lambda m: (random_rotate_shear(m, fold_seed(seed, 30 + i),
-                                                   max_angle, max_shear),),
-                    rotate, (out,), (out,), p_aug)
-            if i in augmentable and p_smooth > 0:
-                (out,) = on_rows(
-                    lambda m: (random_box_filter(m, fold_seed(seed, 50 + i),
-                                                 list(smoothing_windows)),),
-                    smooth, (out,), (out,), p_smooth)
-            return out, raw
+            return tf.broadcast_to(raw, tf.stack([tf.shape(lam)[0], height, width, 1]))
 
-        return masks_of
+        return fn
+
+    def augment(masks, rotate, smooth, salt, share):
+        """Rotation, then smoothing, each on the rows that drew it; `share`
+        is the chance that a row may be augmented (sizes XLA's blocks)."""
+        if p_aug > 0:
+            (masks,) = on_rows(
+                lambda m: (random_rotate_shear(m, fold_seed(seed, 30 + salt),
+                                               max_angle, max_shear),),
+                rotate, (masks,), (masks,), share * p_aug)
+        if p_smooth > 0:
+            (masks,) = on_rows(
+                lambda m: (random_box_filter(m, fold_seed(seed, 50 + salt),
+                                             list(smoothing_windows)),),
+                smooth, (masks,), (masks,), share * p_smooth)
+        return masks
 
     if not in_xla_context():
-        # One dynamic group per method, stitched back with the inactive rows.
-        # (A method of weight 0 is never drawn, so the rest is the inactive layers.)
+        # One dynamic group per method, each augmented within the group (its
+        # small tensors), stitched back with the inactive rows. (A method of
+        # weight 0 is never drawn, so the rest is the inactive layers.)
         rest = tf.cast(tf.where(flat_methods < 0)[:, 0], tf.int32)
         ones = tf.ones(tf.stack([tf.shape(rest)[0], height, width, 1]))
         indices, finals, raws = [rest], [ones], [ones]
         for i in computed:
             idx = tf.cast(tf.where(tf.equal(flat_methods, i))[:, 0], tf.int32)
-            final_i, raw_i = method_fn(i)(tf.gather(anchor_share, idx),
-                                          tf.gather(rotated, idx), tf.gather(smoothed, idx))
+            raw = masks_of(i)(tf.gather(anchor_share, idx))
+            final = raw
+            if i in augmentable:
+                final = augment(raw, tf.gather(rotated, idx), tf.gather(smoothed, idx), i, 1.0)
             indices.append(idx)
-            finals.append(final_i)
-            raws.append(raw_i)
+            finals.append(final)
+            raws.append(raw)
         layer_masks = tf.dynamic_stitch(indices, finals)
         raw_layer_masks = tf.dynamic_stitch(indices, raws)
     else:
-        ones = tf.ones(tf.stack([n, height, width, 1]))
-        layer_masks, raw_layer_masks = ones, ones
-        for i in computed:
-            fraction = active_share * weights[i] / total_weight
-            layer_masks, raw_layer_masks = on_rows(
-                method_fn(i), tf.equal(flat_methods, i), (anchor_share, rotated, smoothed),
-                (layer_masks, raw_layer_masks), fraction)
+        # A static block per method for the masks, then one block for the
+        # rotated rows and one for the smoothed rows of every method at once
+        # (blocks per method and augmentation would hold about twice the
+        # rows that draw them).
+        groups = [(i, tf.equal(flat_methods, i),
+                   row_capacity(n, active_share * weights[i] / total_weight)) for i in computed]
+        raw_layer_masks = _xla_method_blocks(groups, masks_of, anchor_share, n, height, width)
+        layer_masks = raw_layer_masks
+        if augmentable:
+            share = active_share * sum(weights[i] for i in augmentable) / total_weight
+            layer_masks = augment(raw_layer_masks, rotated, smoothed, 0, share)
 
     layer_masks = tf.reshape(layer_masks, [batch_size, max_k, height, width, 1])
     if merge == "mul":
