@@ -42,7 +42,8 @@ def mix_for_display(layer, images, labels=None):
     images = np.asarray(images)
     # MiAMix mixes two augmented views: draw those, not the inputs.
     anchors = np.asarray(info.get("anchor_view", images))
-    partners = np.asarray(info.get("partner_view", images))[partner_index]
+    partners = (np.asarray(info["partner_view"]) if "partner_view" in info
+                else images[partner_index])
     return {
         "anchors": anchors,
         "partners": partners,

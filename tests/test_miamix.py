@@ -138,6 +138,45 @@ def test_self_mixing_with_augmentation_uses_a_second_view():
     assert not np.allclose(x, images)
 
 
+def _flip_translates(image, max_shift):
+    """Every reflect-filled flip and shift of (H, W, C) `image` (numpy)."""
+    h, w = image.shape[:2]
+
+    def reflect(i, n):
+        period = 2 * n - 2
+        i = np.mod(i, period)
+        return np.where(i >= n, period - i, i)
+
+    out = []
+    for dy in range(-int(h * max_shift), int(h * max_shift) + 1):
+        for dx in range(-int(w * max_shift), int(w * max_shift) + 1):
+            for flip in (False, True):
+                cols = np.arange(w) - dx
+                cols = w - 1 - cols if flip else cols
+                out.append(image[reflect(np.arange(h) - dy, h)][:, reflect(cols, w)])
+    return out
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_views_are_flip_translates_of_anchor_and_partner(xla):
+    layer = km.MiAMix(seed=4)
+    n = 12
+    images = np.random.RandomState(2).rand(n, 12, 10, 3).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(n) % 4]
+    call = lambda x, t: layer((x, t), return_info=True)  # noqa: E731
+    (x, _), info = tf.function(call, jit_compile=xla)(images, y)
+    a, p = info["anchor_view"].numpy(), info["partner_view"].numpy()
+    partner, m = info["partner_index"].numpy(), info["masks"].numpy()
+    shifted = 0
+    for i in range(n):
+        assert any(np.array_equal(a[i], v) for v in _flip_translates(images[i], 0.125))
+        assert any(np.array_equal(p[i], v)
+                   for v in _flip_translates(images[partner[i]], 0.125))
+        shifted += not np.array_equal(a[i], images[i])
+    assert shifted >= n // 2
+    np.testing.assert_allclose(x.numpy(), p + m * (a - p), atol=1e-6)
+
+
 def test_default_augmentation_runs_in_xla_and_tf_data():
     layer = km.MiAMix(num_classes=4, seed=8)
     images = np.random.RandomState(0).rand(6, 12, 10, 3).astype("float32")

@@ -9,10 +9,11 @@ from keras_miamix.layers.base_mix_layer import BaseMixLayer
 from keras_miamix.layers.base_mix_layer import _spatial_size
 from keras_miamix.layers.base_mix_layer import check_positive
 from keras_miamix.layers.base_mix_layer import check_probability
-from keras_miamix.ops.augment import random_flip_translate
+from keras_miamix.ops.augment import flip_translate_maps
 from keras_miamix.ops.masks import MASK_GENERATORS
 from keras_miamix.ops.miamix import multi_stage_masks
 from keras_miamix.ops.miamix import self_pairing
+from keras_miamix.ops.mixing import gather_partners
 from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.sampling import fold_seed
 
@@ -90,8 +91,9 @@ class MiAMix(BaseMixLayer):
     With `return_info=True` the info dict also holds "k", "methods",
     "lambdas", "layer_masks" (each layer's final mask), "raw_layer_masks"
     (before rotation and smoothing), "rotated", "smoothed", "self_mixed" and
-    the two views, "anchor_view" and "partner_view" (channels-last; the
-    partner of sample i is `partner_view[partner_index[i]]`).
+    the two views, "anchor_view" (sample i's view) and "partner_view" (the
+    view of sample i's partner `partner_index[i]` that was mixed into it),
+    channels-last.
 
     Example:
 
@@ -185,29 +187,37 @@ class MiAMix(BaseMixLayer):
         self.smoothing_windows = windows
 
     def _views(self, images, seg, seed):
-        """Two independently augmented views (and the segmentation masks that
-        go with them)."""
+        """The anchor's view (and its segmentation masks), the batch the
+        partners are taken from, and for the default augmentation the
+        partners' pixel maps.
+
+        Returns:
+            (view_a, partner_source, seg_a, partner_seg_source, rows, cols):
+            with the default augmentation `rows`/`cols` (B, H)/(B, W) map each
+            sample's partner view into `partner_source` (drawn per sample, so
+            one gather makes every partner's view, with no copy of the batch
+            per view); else they are None and `partner_source` is the second
+            view itself.
+        """
         aug = self.augmentation
         if aug is None:
-            return images, images, seg, seg
+            return images, images, seg, seg, None, None
         if aug == "default":
-            # Both views from one call on the doubled batch (fewer ops); the
-            # segmentation masks ride along as extra channels.
-            channels = images.shape[-1]
-            joint = images
-            squeeze = seg is not None and seg.shape.rank == 3
+            batch = tf.shape(images)[0]
+            height, width = _spatial_size(images)
+            # Anchor and partner maps from one draw over 2B rows.
+            rows, cols = flip_translate_maps(2 * batch, height, width, seed)
+            rows_a, rows_b = tf.split(rows, 2, axis=0)
+            cols_a, cols_b = tf.split(cols, 2, axis=0)
+            identity = tf.range(batch)
+            view_a = gather_partners(images, identity, rows_a, cols_a)
+            seg_a = None
             if seg is not None:
+                squeeze = seg.shape.rank == 3
                 seg4 = seg[..., None] if squeeze else seg
-                joint = tf.concat([images, tf.cast(seg4, tf.float32)], axis=-1)
-            views = random_flip_translate(tf.concat([joint, joint], 0), seed)
-            view_a, view_b = tf.split(views, 2, axis=0)
-            if seg is None:
-                return view_a, view_b, None, None
-            seg_a = tf.cast(view_a[..., channels:], seg.dtype)
-            seg_b = tf.cast(view_b[..., channels:], seg.dtype)
-            if squeeze:
-                seg_a, seg_b = seg_a[..., 0], seg_b[..., 0]
-            return view_a[..., :channels], view_b[..., :channels], seg_a, seg_b
+                seg_a = gather_partners(seg4, identity, rows_a, cols_a)
+                seg_a = seg_a[..., 0] if squeeze else seg_a
+            return view_a, images, seg_a, seg, rows_b, cols_b
         if seg is not None:
             raise ValueError(
                 "With segmentation masks, MiAMix's `augmentation` must be "
@@ -216,15 +226,17 @@ class MiAMix(BaseMixLayer):
             )
         if isinstance(aug, keras.layers.Layer):
             return tf.cast(aug(images, training=True), tf.float32), tf.cast(
-                aug(images, training=True), tf.float32), None, None
-        return tf.cast(aug(images), tf.float32), tf.cast(aug(images), tf.float32), None, None
+                aug(images, training=True), tf.float32), None, None, None, None
+        return (tf.cast(aug(images), tf.float32), tf.cast(aug(images), tf.float32),
+                None, None, None, None)
 
     def mix(self, data, seed):
         images = data[IMAGES]
         seg = data.get(SEGMENTATION_MASKS)
         batch = tf.shape(images)[0]
         height, width = _spatial_size(images)
-        view_a, view_b, seg_a, seg_b = self._views(images, seg, fold_seed(seed, 1))
+        view_a, source, seg_a, seg_source, rows, cols = self._views(
+            images, seg, fold_seed(seed, 1))
         partner, self_mixed = self_pairing(batch, self.p_self, fold_seed(seed, 2))
         plan = multi_stage_masks(
             batch,
@@ -250,8 +262,10 @@ class MiAMix(BaseMixLayer):
             labels=data.get(LABELS),
             sample_weight=data.get(SAMPLE_WEIGHT),
             segmentation_masks=seg_a,
-            partner_images=view_b,
-            partner_segmentation_masks=seg_b,
+            partner_images=source,
+            partner_segmentation_masks=seg_source,
+            source_rows=rows,
+            source_cols=cols,
             label_weight=label_weight,
         )
         info = {
@@ -265,7 +279,7 @@ class MiAMix(BaseMixLayer):
             "layer_masks": plan["layer_masks"],
             "raw_layer_masks": plan["raw_layer_masks"],
             "anchor_view": view_a,
-            "partner_view": view_b,
+            "partner_view": out["partners"],
             "rotated": plan["rotated"],
             "smoothed": plan["smoothed"],
             "self_mixed": self_mixed,

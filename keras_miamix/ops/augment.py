@@ -25,31 +25,48 @@ def random_flip_translate(images, seed, max_shift=0.125, flip=True, fill="reflec
     Returns:
         (B, H, W, C) augmented images.
     """
-    batch = tf.shape(images)[0]
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    rows, cols = flip_translate_maps(batch, height, width, seed, max_shift, flip,
+                                     reflect=fill == "reflect")
+    valid = (rows >= 0)[:, :, None] & (rows < height)[:, :, None] & (
+        (cols >= 0) & (cols < width))[:, None, :]
+    rows = tf.clip_by_value(rows, 0, height - 1)
+    cols = tf.clip_by_value(cols, 0, width - 1)
+    idx = tf.reshape(rows[:, :, None] * width + cols[:, None, :], [batch, -1])
+    flat = tf.reshape(images, [batch, height * width, -1])
+    out = tf.gather(flat, idx, batch_dims=1)
+    out = tf.reshape(out, shape)
+    if fill != "reflect":
+        out = tf.where(valid[..., None], out, tf.zeros_like(out))
+    return out
+
+
+def flip_translate_maps(batch, height, width, seed, max_shift=0.125, flip=True, reflect=True):
+    """The separable pixel maps of `random_flip_translate`: output pixel
+    (r, c) of sample b is input pixel (rows[b, r], cols[b, c]).
+
+    With `reflect` the maps are mirrored into the image (the "reflect" fill);
+    else they may point outside it (the "constant" fill marks those pixels).
+    MiAMix gathers its partners' views through these maps directly
+    (`ops.mixing.gather_partners`), without a copy of the batch per view.
+
+    Returns:
+        rows (B, H) and cols (B, W), int32.
+    """
     max_dy = tf.cast(tf.floor(tf.cast(height, tf.float32) * max_shift), tf.int32)
     max_dx = tf.cast(tf.floor(tf.cast(width, tf.float32) * max_shift), tf.int32)
     dy = uniform([batch], fold_seed(seed, 1), -max_dy, max_dy + 1, dtype=tf.int32)
     dx = uniform([batch], fold_seed(seed, 2), -max_dx, max_dx + 1, dtype=tf.int32)
-    rows = tf.range(height)[None, :, None] - dy[:, None, None]
-    cols = tf.range(width)[None, None, :] - dx[:, None, None]
+    rows = tf.range(height)[None, :] - dy[:, None]
+    cols = tf.range(width)[None, :] - dx[:, None]
     if flip:
         do_flip = uniform([batch], fold_seed(seed, 3)) < 0.5
-        cols = tf.where(do_flip[:, None, None], width - 1 - cols, cols)
-    valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    if fill == "reflect":
+        cols = tf.where(do_flip[:, None], width - 1 - cols, cols)
+    if reflect:
         rows = _reflect(rows, height)
         cols = _reflect(cols, width)
-    else:
-        rows = tf.clip_by_value(rows, 0, height - 1)
-        cols = tf.clip_by_value(cols, 0, width - 1)
-    idx = tf.reshape(rows * width + cols, [batch, -1])
-    flat = tf.reshape(images, [batch, height * width, -1])
-    out = tf.gather(flat, idx, batch_dims=1)
-    out = tf.reshape(out, tf.shape(images))
-    if fill != "reflect":
-        out = tf.where(valid[..., None], out, tf.zeros_like(out))
-    return out
+    return rows, cols
 
 
 def _reflect(index, size):

@@ -84,7 +84,8 @@ def mix_batch(
             `lambda_mode="orig"` ablation passes its sampled lambda here.
 
     Returns:
-        dict with "images", "label_weights" and, when given, "labels",
+        dict with "images", "label_weights", "partners" (each sample's
+        partner pixels as mixed in) and, when given, "labels",
         "sample_weight" and "segmentation_masks".
     """
     if partner_images is None:
@@ -101,6 +102,7 @@ def mix_batch(
         out = {"images": partner + m * (images - partner)}
     weights = label_weights(masks) if label_weight is None else label_weight
     out["label_weights"] = weights
+    out["partners"] = partner
     if labels is not None:
         out["labels"] = mix_labels(labels, weights, partner_index)
     if sample_weight is not None:
