@@ -321,12 +321,14 @@ def test_xla_fallback_when_a_block_overflows(monkeypatch):
 
 
 @pytest.mark.parametrize("xla", [False, True])
-@pytest.mark.parametrize("capacity", [None, 1])
-def test_on_rows_computes_only_the_chosen_rows(monkeypatch, xla, capacity):
+@pytest.mark.parametrize("capacity,first", [(None, None), (1, None), (None, 1)])
+def test_on_rows_computes_only_the_chosen_rows(monkeypatch, xla, capacity, first):
     from keras_miamix.ops import miamix
 
     if capacity is not None:
         monkeypatch.setattr(miamix, "row_capacity", lambda n, fraction: capacity)
+    if first is not None:  # a one-row first stage: the second stage computes the rest
+        monkeypatch.setattr(miamix, "first_stage_rows", lambda n, fraction, capacity: first)
     rng = np.random.RandomState(0)
     base = tf.constant(rng.rand(40, 3, 2).astype("float32"))
     values = tf.constant(rng.rand(40).astype("float32"))
@@ -350,8 +352,8 @@ def test_on_rows_computes_only_the_chosen_rows(monkeypatch, xla, capacity):
     np.testing.assert_array_equal(seen.numpy(), np.where(c, f, 0.0))
 
 
-@pytest.mark.parametrize("capacity", [None, 1])
-def test_xla_method_blocks_put_every_row_in_place(monkeypatch, capacity):
+@pytest.mark.parametrize("capacity,first", [(None, None), (1, 1), (None, 2)])
+def test_xla_method_blocks_put_every_row_in_place(capacity, first):
     # Fake generators whose rows are known: method i gives (i + 1) * share.
     # Blocks (and, with capacity 1, the every-row fallback) must return each
     # row its own method's output, and ones for the inactive rows (-1).
@@ -366,9 +368,13 @@ def test_xla_method_blocks_put_every_row_in_place(monkeypatch, capacity):
         return lambda lam: tf.broadcast_to(((i + 1.0) * lam)[:, None, None, None],
                                            tf.stack([tf.shape(lam)[0], 2, 3, 1]))
 
+    # (None, None): blocks of mean + 4 sd computed in two stages; (1, 1):
+    # every batch overflows to the every-row fallback; (None, 2): a first
+    # stage of two rows, so the second stage does most of the work.
     def call(m, lam):
-        cap = capacity or (lambda i: miamix.row_capacity(n, 0.25))
-        groups = [(i, tf.equal(m, i), cap if capacity else cap(i)) for i in range(3)]
+        cap = capacity or miamix.row_capacity(n, 0.25)
+        stage = first or miamix.first_stage_rows(n, 0.25, cap)
+        groups = [(i, tf.equal(m, i), cap, stage) for i in range(3)]
         return miamix._xla_method_blocks(groups, masks_of, lam, n, 2, 3)
 
     out = tf.function(call, jit_compile=True)(methods, share).numpy()
@@ -402,4 +408,8 @@ def test_row_capacity_bounds_the_count():
     assert row_capacity(256, 0.125) == 32 + int(np.ceil(4 * np.sqrt(32 * 0.875))) + 2
     assert row_capacity(10, 0.5) == 10  # never more than the rows
     dynamic = tf.function(lambda n: row_capacity(n, 0.125))(tf.constant(256))
+    from keras_miamix.ops.miamix import first_stage_rows
+
+    assert first_stage_rows(256, 0.125, 55) == 32 + int(np.ceil(np.sqrt(32 * 0.875))) + 1
+    assert first_stage_rows(256, 0.125, 10) == 10
     assert 32 + 4 * np.sqrt(32) <= int(dynamic) <= 256

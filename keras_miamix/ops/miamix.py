@@ -71,6 +71,36 @@ def row_capacity(n, fraction):
     return tf.cast(tf.minimum(n64, (n64 * scale) // 2**16 + 18), tf.int32)
 
 
+def first_stage_rows(n, fraction, capacity):
+    """Rows of a block computed unconditionally: the mean plus one standard
+    deviation of the count (plus 1), at most `capacity`; the rest of the
+    block is computed only in the batches (about one in six) that drew more.
+    The whole capacity when sizes are only known at compile time."""
+    if not (isinstance(n, int) and isinstance(capacity, int)):
+        return capacity
+    mean = n * fraction
+    return min(capacity, int(math.ceil(mean + math.sqrt(mean * (1.0 - fraction)))) + 1)
+
+
+def _two_stage(compute, count, capacity, first):
+    """`compute(start, size)`'s outputs for block rows [0, capacity): rows
+    [0, first) always, rows [first, capacity) only when `count` exceeds
+    `first` (else zeros, which the callers never read)."""
+    outs = compute(0, first)
+    if isinstance(first, int) and isinstance(capacity, int) and first >= capacity:
+        return outs
+    rest = capacity - first
+
+    def late():
+        return compute(first, rest)
+
+    def unused():
+        return tuple(tf.zeros(tf.concat([[rest], tf.shape(o)[1:]], 0), o.dtype) for o in outs)
+
+    tail = tf.cond(count > first, late, unused)
+    return tuple(tf.concat([a, b], 0) for a, b in zip(outs, tail))
+
+
 def on_rows(fn, chosen, inputs, bases, fraction):
     """`bases` with the rows where `chosen` is True replaced by `fn`'s output,
     `fn` being computed on those rows only.
@@ -105,18 +135,22 @@ def on_rows(fn, chosen, inputs, bases, fraction):
         # A stable argsort of "not chosen" lists the chosen rows first.
         idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
         valid = tf.range(capacity) < count
-        gathered = []  # padding rows are never read back
-        for t in inputs:
-            g = tf.gather(t, idx)
-            gathered.append(g & _expand(valid, g) if g.dtype == tf.bool else g)
-        outs = fn(*gathered)
+
+        def compute(start, size):
+            gathered = []  # padding rows are never read back
+            for t in inputs:
+                g = tf.gather(t, idx[start:start + size])
+                gathered.append(
+                    g & _expand(valid[start:start + size], g) if g.dtype == tf.bool else g)
+            return tuple(_rows_like(o, b, size) for o, b in zip(fn(*gathered), bases))
+
+        outs = _two_stage(compute, count, capacity, first_stage_rows(n, fraction, capacity))
         # Row r of the result is block row `rank[r]` where chosen, else base
         # row r: one gather and select, which XLA fuses into a single pass
         # (a scatter into the base copied it first).
         rank = tf.minimum(tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True), capacity - 1)
-        return tuple(
-            tf.where(_expand(chosen, b), tf.gather(_rows_like(o, b, capacity), rank), b)
-            for o, b in zip(outs, bases))
+        return tuple(tf.where(_expand(chosen, b), tf.gather(o, rank), b)
+                     for o, b in zip(outs, bases))
 
     def every_row():
         outs = fn(*inputs)
@@ -137,7 +171,8 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
     where a method drew more rows than its block holds.
 
     Args:
-        groups: (method index, (n,) bool chosen, capacity) per computed method.
+        groups: (method index, (n,) bool chosen, capacity, first-stage rows)
+            per computed method (`_two_stage`).
         masks_of: method index -> fn(anchor_share) returning (rows, H, W, 1)
             masks.
         anchor_share: (n,) the anchor's share of each row.
@@ -148,11 +183,16 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
         parts = [ones[:1]]
         position = tf.zeros([n], tf.int32)
         offset = 1
-        for i, chosen, capacity in groups:
+        for i, chosen, capacity, first in groups:
             # A stable argsort of "not chosen" lists the chosen rows first;
             # the block's padding rows are never read back.
             idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
-            parts.append(masks_of(i)(tf.gather(anchor_share, idx)))
+
+            def compute(start, size, i=i, idx=idx):
+                return (masks_of(i)(tf.gather(anchor_share, idx[start:start + size])),)
+
+            count = tf.reduce_sum(tf.cast(chosen, tf.int32))
+            parts.append(_two_stage(compute, count, capacity, first)[0])
             rank = tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True)
             position = tf.where(chosen, offset + tf.minimum(rank, capacity - 1), position)
             offset = offset + capacity
@@ -160,14 +200,15 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
 
     def every_row():
         out = ones
-        for i, chosen, _ in groups:
+        for i, chosen, _, _ in groups:
             out = tf.where(_expand(chosen, ones), masks_of(i)(anchor_share), out)
         return out
 
-    if all(isinstance(c, int) and isinstance(n, int) and c >= n for _, _, c in groups):
+    if all(isinstance(c, int) and isinstance(n, int) and c >= n for _, _, c, _ in groups):
         return blocks()
     fits = tf.reduce_all(tf.stack(
-        [tf.reduce_sum(tf.cast(chosen, tf.int32)) <= capacity for _, chosen, capacity in groups]))
+        [tf.reduce_sum(tf.cast(chosen, tf.int32)) <= capacity
+         for _, chosen, capacity, _ in groups]))
     return tf.cond(fits, blocks, every_row)
 
 
@@ -331,8 +372,12 @@ def multi_stage_masks(
         # rotated rows and one for the smoothed rows of every method at once
         # (blocks per method and augmentation would hold about twice the
         # rows that draw them).
-        groups = [(i, tf.equal(flat_methods, i),
-                   row_capacity(n, active_share * weights[i] / total_weight)) for i in computed]
+        groups = []
+        for i in computed:
+            fraction = active_share * weights[i] / total_weight
+            capacity = row_capacity(n, fraction)
+            groups.append((i, tf.equal(flat_methods, i), capacity,
+                           first_stage_rows(n, fraction, capacity)))
         raw_layer_masks = _xla_method_blocks(groups, masks_of, anchor_share, n, height, width)
         layer_masks = raw_layer_masks
         if augmentable:
