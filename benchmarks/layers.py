@@ -20,7 +20,8 @@ once to the batch's size and kept as uint8): images per second of
 `from_tensor_slices -> repeat -> batch -> map(layer, num_parallel_calls=AUTOTUNE)
 -> prefetch`, against the same pipeline with the map a plain cast to float
 ("no mixing") and with the map the plain blend, the pipelines alternating in
-rounds so that the machine's noise hits each alike.
+rounds so that the machine's noise hits each alike; and the same with the layer
+wrapped in `tf.function(jit_compile=True)` inside the map.
 
 Usage:
     python benchmarks/layers.py                 # both shapes, all methods
@@ -132,6 +133,11 @@ def tfdata_throughput(shape, methods, data, rounds=3, seconds=1.0):
                  "blend": pipeline(images, labels, batch, blended)}
     for name in methods:
         iterators[name] = pipeline(images, labels, batch, make_ours(name))
+        # The same layer compiled by XLA inside the map (one op per batch
+        # instead of a few hundred small ones).
+        compiled = tf.function(lambda x, y, layer=make_ours(name): layer((x, y)),
+                               jit_compile=True)
+        iterators[name + "+xla"] = pipeline(images, labels, batch, compiled)
     for it in iterators.values():  # warm-up: tracing and the pipeline's buffers
         for _ in range(3):
             next(it)
@@ -152,7 +158,7 @@ def run(shapes, methods, warmup, repeats):
         images = tf.random.uniform(shape)
         labels = tf.one_hot(tf.range(shape[0]) % NUM_CLASSES, NUM_CLASSES)
         seed = tf.constant([1, 2])
-        reps = repeats if shape[1] <= 64 else max(5, repeats // 4)
+        reps = repeats if shape[1] <= 64 else max(10, repeats // 2)
         blend_tf = tf.function(blend)
         blend_xla = tf.function(blend, jit_compile=True)
         for name in methods:
@@ -217,19 +223,24 @@ def main():
     print(HEADER)
     rows = run(shapes, methods, args.warmup, args.repeats)
     if args.tfdata:
-        print(f"\n{'method':<10} {'shape':<16} {'images/s':>10} {'x none':>8} {'x blend':>8}")
+        print(f"\n{'method':<10} {'shape':<16} {'images/s':>10} {'x none':>8} {'x blend':>8} "
+              f"{'XLA img/s':>10} {'x blend':>8}")
         for shape in shapes:
             rates = tfdata_throughput(shape, methods, args.data)
             for row in rows:
                 if tuple(row["shape"]) != tuple(shape):
                     continue
                 rate = rates[row["method"]]
+                xla_rate = rates[row["method"] + "+xla"]
                 row["tfdata"] = {"images_per_s": rate, "none_images_per_s": rates["none"],
                                  "blend_images_per_s": rates["blend"],
                                  "ratio_none": rate / rates["none"],
-                                 "ratio_blend": rates["blend"] / rate}
+                                 "ratio_blend": rates["blend"] / rate,
+                                 "xla_images_per_s": xla_rate,
+                                 "xla_ratio_blend": rates["blend"] / xla_rate}
                 print(f"{row['method']:<10} {'x'.join(map(str, shape)):<16} {rate:10.0f} "
-                      f"{rate / rates['none']:8.2f} {rates['blend'] / rate:8.2f}", flush=True)
+                      f"{rate / rates['none']:8.2f} {rates['blend'] / rate:8.2f} "
+                      f"{xla_rate:10.0f} {rates['blend'] / xla_rate:8.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"tensorflow": tf.__version__, "keras": keras.__version__,
