@@ -190,6 +190,24 @@ def test_default_augmentation_runs_in_xla_and_tf_data():
     assert [b[0].shape[0] for b in ds] == [3, 3]
 
 
+@pytest.mark.parametrize("layer_cls", [km.MiAMix, km.FMix])
+def test_compiled_layer_inside_a_tf_data_map(layer_cls):
+    # The README's tip: the layer under jit_compile=True inside ds.map, on
+    # uint8 images; every batch mixes and label rows stay distributions.
+    layer = layer_cls(num_classes=4, seed=3)
+    mix = tf.function(lambda x, y: layer((x, y)), jit_compile=True)
+    images = np.random.RandomState(0).randint(0, 256, (24, 10, 12, 3)).astype("uint8")
+    ds = tf.data.Dataset.from_tensor_slices((images, np.arange(24) % 4)).batch(
+        8, drop_remainder=True).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = list(ds)
+    assert len(batches) == 3
+    for (x, y), source in zip(batches, np.split(images, 3)):
+        assert x.shape == (8, 10, 12, 3) and x.dtype == tf.float32
+        np.testing.assert_allclose(y.numpy().sum(1), 1, atol=1e-5)
+        assert not np.allclose(x.numpy(), source)
+    assert not np.allclose(batches[0][1].numpy(), batches[1][1].numpy())
+
+
 def test_segmentation_masks_follow_the_augmented_views():
     # Channel 0 of each image equals its segmentation mask; with hard CutMix
     # masks the mixed channel 0 must equal the mixed segmentation mask.
