@@ -135,8 +135,8 @@ def tfdata_throughput(shape, methods, data, rounds=3, seconds=1.0):
         iterators[name] = pipeline(images, labels, batch, make_ours(name))
         # The same layer compiled by XLA inside the map (one op per batch
         # instead of a few hundred small ones).
-        compiled = tf.function(lambda x, y, layer=make_ours(name): layer((x, y)),
-                               jit_compile=True)
+        xla_layer = make_ours(name)
+        compiled = tf.function(lambda x, y, layer=xla_layer: layer((x, y)), jit_compile=True)
         iterators[name + "+xla"] = pipeline(images, labels, batch, compiled)
     for it in iterators.values():  # warm-up: tracing and the pipeline's buffers
         for _ in range(3):

@@ -6,9 +6,10 @@
 Writes docs/methods/<method>.png (masks and mixed samples of every mixing
 layer), docs/miamix_stages.png, and docs/automix_masks.png: the masks of an
 AutoMix trained through `keras_miamix.training.train`, either for
-`--automix-epochs` here or, better, a full run's saved model
-(`--automix-model benchmarks/results/work/automix-seed0/automix.keras`, written
-by `benchmarks/accuracy.py`): after a few epochs the Mix Block still gives
+`--automix-epochs` here or, better, a run of `benchmarks/accuracy.py`
+(`--automix-run benchmarks/results/work/automix-seed0`: its saved model when
+the run has finished, else the weights of its last backup, restored through
+`train` in a copy of the folder): after a few epochs the Mix Block still gives
 masks of about 0.5 everywhere.
 """
 
@@ -31,12 +32,40 @@ SUBSET = os.environ.get("KERAS_MIAMIX_CIFAR",
                         os.path.join(HERE, "..", "..", "shared", "data", "cifar10_subset.npz"))
 
 
+def automix_from_backup(run):
+    """The AutoMix of an unfinished `benchmarks/accuracy.py` run: `train` with
+    the benchmark's protocol and as many epochs as the backup holds restores
+    it and trains no further (in a copy: a finished `train` deletes its
+    backup). Returns (model, test accuracy, description)."""
+    import json
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
+    import accuracy as benchmark
+
+    with open(os.path.join(run, "backup", "training_metadata.json")) as f:
+        done = json.load(f)["epoch"]
+    settings = benchmark.protocol(False)
+    planned = settings["epochs"]
+    seed = int(os.path.basename(os.path.normpath(run)).rsplit("seed", 1)[-1])
+    copy = os.path.join(tempfile.mkdtemp(), "run")
+    shutil.copytree(run, copy)
+    result = training.train(training.TrainConfig(
+        method="automix", seed=seed, output=copy, verbose=0, **dict(settings, epochs=done)),
+        data=training.load_data(benchmark.DEFAULT_DATA))
+    return (result.model, result.report["test_accuracy"],
+            f"{done} of {planned} epochs (a benchmark run in progress)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default=SUBSET if os.path.exists(SUBSET) else "cifar10")
     parser.add_argument("--out", default=HERE)
     parser.add_argument("--automix-epochs", type=int, default=4)
     parser.add_argument("--automix-model", help="a saved AutoMix (.keras) to draw")
+    parser.add_argument("--automix-run",
+                        help="an AutoMix run folder of benchmarks/accuracy.py, finished or not")
     parser.add_argument("--skip-automix", action="store_true")
     args = parser.parse_args(argv)
     data = training.load_data(args.dataset)
@@ -53,10 +82,14 @@ def main(argv=None):
     fig.savefig(os.path.join(args.out, "miamix_stages.png"), dpi=70)
     visualization.close(fig)
     if not args.skip_automix:
-        if args.automix_model:
+        if args.automix_run and not os.path.exists(
+                os.path.join(args.automix_run, "automix.keras")):
+            model, accuracy, trained_for = automix_from_backup(args.automix_run)
+        elif args.automix_model or args.automix_run:
             import keras
 
-            model = keras.models.load_model(args.automix_model)
+            model = keras.models.load_model(
+                args.automix_model or os.path.join(args.automix_run, "automix.keras"))
             accuracy = model.evaluate(training.test_pipeline(data, 256), verbose=0,
                                       return_dict=True)["accuracy"]
             trained_for = "a full run"
@@ -65,13 +98,25 @@ def main(argv=None):
                 method="automix", epochs=args.automix_epochs, verbose=2), data=data)
             model, accuracy = result.model, result.report["test_accuracy"]
             trained_for = f"{args.automix_epochs} epochs"
-        rows = []
-        for lam in (0.2, 0.5, 0.8):
-            rows.append(visualization.automix_masks_for_display(model, images[:8], lam))
-        fig = visualization.plot_automix_lambdas(rows, (0.2, 0.5, 0.8), labels[:8],
-                                                 data.class_names, num=4)
-        fig.suptitle(f"AutoMix's learned masks after {trained_for} (test accuracy "
-                     f"{100 * accuracy:.1f}%): white = anchor", fontsize=10, y=1.0)
+        heading = (f"AutoMix's learned masks after {trained_for} (test accuracy "
+                   f"{100 * accuracy:.1f}%)")
+        if model.lambda_concat:
+            lambdas = (0.2, 0.5, 0.8)
+            rows = [visualization.automix_masks_for_display(model, images[:8], lam)
+                    for lam in lambdas]
+            fig = visualization.plot_automix_lambdas(rows, lambdas, labels[:8],
+                                                     data.class_names, num=4)
+            fig.suptitle(heading + ": white = anchor", fontsize=10, y=1.0)
+        else:
+            # OpenMixup's CIFAR setting: the Mix Block does not see lambda, so
+            # one lambda shows it all; the labels are weighted by lambda.
+            fig = visualization.plot_automix_masks(
+                model, images[:8], labels[:8], lam=0.5, num=4, class_names=data.class_names)
+            fig.suptitle(f"AutoMix's learned masks after {trained_for}\n"
+                         f"test accuracy {100 * accuracy:.1f}%; white = anchor (mean above)\n"
+                         "labels weighted by lambda = 0.5 (its Mix Block does not see lambda)",
+                         fontsize=8.5)
+            fig.tight_layout()
         fig.savefig(os.path.join(args.out, "automix_masks.png"), dpi=70)
         visualization.close(fig)
     print("wrote", sorted(os.listdir(os.path.join(args.out, "methods"))))

@@ -99,7 +99,8 @@ def _plot_rows(d, labels, num, title, class_names=None):
                   d["masks"][r], _to_display(d["mixed"][r]))
         titles = (f"anchor: {a_name}" if a_name else "anchor x_i",
                   f"partner: {p_name}" if p_name else "partner x_j",
-                  "mask (white = anchor)",
+                  "mask (white = anchor)" if "mask_means" not in d
+                  else f"mask (white = anchor) {d['mask_means'][r]:.2f}",
                   f"{a_name} {w:.2f} + {p_name} {1 - w:.2f}" if a_name
                   else f"label weight {w:.2f}")
         for c, panel in enumerate(panels):
@@ -199,7 +200,12 @@ def plot_history(history, title=None):
 def automix_masks_for_display(model, images, lam=0.5, seed=0):
     """The masks a trained AutoMix's Mix Block makes for a batch at one lambda.
 
-    Returns the same dict as `mix_for_display` (anchor mask: 1 keeps the anchor).
+    Returns the same dict as `mix_for_display` (anchor mask: 1 keeps the
+    anchor), with AutoMix's label weight: lambda itself, which its mixed
+    cross-entropy uses (the mask loss only keeps the batch's mean mask within
+    0.1 of lambda); "mask_means" holds each mask's mean. Without
+    `lambda_concat` (the official CIFAR setting) the Mix Block does not see
+    lambda, so its masks are the same at every lambda.
     """
     import tensorflow as tf
 
@@ -216,15 +222,17 @@ def automix_masks_for_display(model, images, lam=0.5, seed=0):
         "partners": np.asarray(images)[p],
         "masks": np.asarray(masks)[..., 0],
         "mixed": np.asarray(out["images"]),
-        "label_weights": np.asarray(out["label_weights"]),
+        "label_weights": np.full(len(p), float(lam), np.float32),
+        "mask_means": np.asarray(out["label_weights"]),
         "info": {"partner_index": p},
     }
 
 
 def plot_automix_masks(model, images, labels=None, lam=0.5, num=6, class_names=None,
                        title=None):
-    """Rows of anchor, partner, learned mask and mixed image from AutoMix's
-    Mix Block at `lam` (the label weight is the mask's mean)."""
+    """Rows of anchor, partner, learned mask (with its mean) and mixed image
+    from AutoMix's Mix Block at `lam` (the label weight is lambda, as in
+    AutoMix's loss)."""
     d = automix_masks_for_display(model, images, lam)
     return _plot_rows(d, None if labels is None else np.asarray(labels), num,
                       title or f"AutoMix learned masks (lambda = {lam:.2f})", class_names)
@@ -245,8 +253,9 @@ def plot_automix_lambdas(displays, lambdas, labels=None, class_names=None, num=4
         panels = [(_to_display(first["anchors"][r]), f"anchor: {a_name}"),
                   (_to_display(first["partners"][r]), f"partner: {p_name}")]
         for lam, d in zip(lambdas, displays):
-            panels.append((d["masks"][r], f"mask, lambda={lam:.1f}"))
-            panels.append((_to_display(d["mixed"][r]), f"w={d['label_weights'][r]:.2f}"))
+            mean = d.get("mask_means", d["label_weights"])[r]
+            panels.append((d["masks"][r], f"lambda={lam:.1f}: mask {mean:.2f}"))
+            panels.append((_to_display(d["mixed"][r]), f"label weight {d['label_weights'][r]:.2f}"))
         for c, (panel, title) in enumerate(panels):
             ax = axes[r, c]
             grey = panel.ndim == 2 or panel.shape[-1] == 1

@@ -60,3 +60,28 @@ def test_method_pictures_and_curves():
     fig = visualization.plot_history(history)
     lines = fig.axes[1].get_lines()
     np.testing.assert_array_equal(lines[1].get_ydata(), [0.3, 0.5])
+
+
+def test_automix_display_weights_labels_by_lambda():
+    # AutoMix's loss weights labels by lambda (not by the mask's mean); the
+    # display says so, and shows each mask's mean beside it. Without
+    # lambda_concat the Mix Block does not see lambda: the same masks at
+    # every lambda; with it, they differ.
+    import keras_miamix as km
+
+    images = np.random.RandomState(0).rand(6, 16, 16, 3).astype("float32")
+    for concat in (False, True):
+        net = km.models.cifar_resnet18(num_classes=4, input_shape=(16, 16, 3), width=4,
+                                       blocks_per_stage=(1, 1, 1, 1))
+        model = km.models.AutoMix(net, num_classes=4, lambda_concat=concat, seed=0)
+        model.build((None, 16, 16, 3))
+        low, high = (visualization.automix_masks_for_display(model, images, lam)
+                     for lam in (0.2, 0.8))
+        np.testing.assert_allclose(low["label_weights"], 0.2)
+        np.testing.assert_allclose(high["label_weights"], 0.8)
+        np.testing.assert_allclose(low["mask_means"], low["masks"].mean((1, 2)), atol=1e-6)
+        assert np.array_equal(low["masks"], high["masks"]) == (not concat)
+    fig = visualization.plot_automix_lambdas([low, high], (0.2, 0.8), num=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "label weight 0.80" in titles and any(t.startswith("lambda=0.2: mask") for t in titles)
+    visualization.close(fig)
