@@ -85,3 +85,19 @@ def test_automix_display_weights_labels_by_lambda():
     titles = [ax.get_title() for ax in fig.axes]
     assert "label weight 0.80" in titles and any(t.startswith("lambda=0.2: mask") for t in titles)
     visualization.close(fig)
+
+
+def test_make_pictures_script_writes_every_picture(tmp_path):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "make_pictures.py")
+    spec = importlib.util.spec_from_file_location("make_pictures", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--dataset", "digits", "--out", str(tmp_path), "--skip-automix"]) == 0
+    import keras_miamix.training as training
+
+    written = sorted(os.listdir(tmp_path / "methods"))
+    assert written == sorted(f"{m}.png" for m in training.LAYER_METHODS)
+    assert (tmp_path / "miamix_stages.png").stat().st_size > 10_000
