@@ -21,7 +21,7 @@ once to the batch's size and kept as uint8): images per second of
 -> prefetch`, against the same pipeline with the map a plain cast to float
 ("no mixing") and with the map the plain blend, the pipelines alternating in
 rounds so that the machine's noise hits each alike; and the same with the layer
-wrapped in `tf.function(jit_compile=True)` inside the map.
+built with `jit_compile=True` (its mixing compiled by XLA inside the map).
 
 Usage:
     python benchmarks/layers.py                 # both shapes, all methods
@@ -133,11 +133,10 @@ def tfdata_throughput(shape, methods, data, rounds=3, seconds=1.0):
                  "blend": pipeline(images, labels, batch, blended)}
     for name in methods:
         iterators[name] = pipeline(images, labels, batch, make_ours(name))
-        # The same layer compiled by XLA inside the map (one op per batch
-        # instead of a few hundred small ones).
-        xla_layer = make_ours(name)
-        compiled = tf.function(lambda x, y, layer=xla_layer: layer((x, y)), jit_compile=True)
-        iterators[name + "+xla"] = pipeline(images, labels, batch, compiled)
+        # The same layer with jit_compile=True: its mixing compiled by XLA
+        # inside the map (one op per batch instead of many small ones).
+        iterators[name + "+xla"] = pipeline(images, labels, batch,
+                                            getattr(km, name)(seed=0, jit_compile=True))
     for it in iterators.values():  # warm-up: tracing and the pipeline's buffers
         for _ in range(3):
             next(it)

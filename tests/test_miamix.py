@@ -192,10 +192,9 @@ def test_default_augmentation_runs_in_xla_and_tf_data():
 
 @pytest.mark.parametrize("layer_cls", [km.MiAMix, km.FMix])
 def test_compiled_layer_inside_a_tf_data_map(layer_cls):
-    # The README's tip: the layer under jit_compile=True inside ds.map, on
+    # The README's tip: the layer with jit_compile=True inside ds.map, on
     # uint8 images; every batch mixes and label rows stay distributions.
-    layer = layer_cls(num_classes=4, seed=3)
-    mix = tf.function(lambda x, y: layer((x, y)), jit_compile=True)
+    mix = layer_cls(num_classes=4, seed=3, jit_compile=True)
     images = np.random.RandomState(0).randint(0, 256, (24, 10, 12, 3)).astype("uint8")
     ds = tf.data.Dataset.from_tensor_slices((images, np.arange(24) % 4)).batch(
         8, drop_remainder=True).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
@@ -431,3 +430,31 @@ def test_row_capacity_bounds_the_count():
     assert first_stage_rows(256, 0.125, 55) == 32 + int(np.ceil(np.sqrt(32 * 0.875))) + 1
     assert first_stage_rows(256, 0.125, 10) == 10
     assert 32 + 4 * np.sqrt(32) <= int(dynamic) <= 256
+
+
+@pytest.mark.parametrize("layer_cls", [km.MiAMix, km.FMix, km.CutMix])
+def test_jit_compile_option_in_every_mode(layer_cls, tmp_path):
+    # jit_compile=True compiles the mixing eagerly, in tf.function and in
+    # tf.data; the outputs keep the layer's contract, the seed reproduces,
+    # and the option survives get_config and .keras saving.
+    layer = layer_cls(num_classes=4, seed=6, jit_compile=True)
+    images = np.random.RandomState(1).rand(8, 12, 10, 3).astype("float32")
+    labels = np.arange(8) % 4
+    (x, y), info = layer((images, labels), return_info=True)
+    np.testing.assert_allclose(y.numpy().sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(info["label_weights"], info["masks"].numpy().mean((1, 2, 3)),
+                               atol=1e-5)
+    again = layer_cls(num_classes=4, seed=6, jit_compile=True)((images, labels))
+    np.testing.assert_array_equal(again[0].numpy(), x.numpy())
+    x2, _ = tf.function(lambda a, b: layer((a, b)))(images, labels)
+    assert not np.allclose(x2.numpy(), x.numpy())  # the seed state advanced
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).map(
+        layer_cls(num_classes=4, seed=6, jit_compile=True), num_parallel_calls=2)
+    assert [b[0].shape[0] for b in ds] == [4, 4]
+    clone = layer_cls.from_config(layer.get_config())
+    assert clone.jit_compile is True
+    model = keras.Sequential([keras.Input((12, 10, 3)), layer_cls(seed=1, jit_compile=True)])
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").layers[0].jit_compile is True
+    with pytest.raises(ValueError, match="jit_compile"):
+        layer_cls(jit_compile="yes")

@@ -9,6 +9,7 @@ from keras_miamix.ops.mixing import check_batch_sizes
 from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.mixing import prepare_labels
 from keras_miamix.ops.sampling import fold_seed
+from keras_miamix.ops.sampling import in_xla_context
 from keras_miamix.ops.sampling import random_permutation
 from keras_miamix.ops.sampling import sample_beta
 
@@ -140,6 +141,13 @@ class BaseMixLayer(keras.layers.Layer):
         seed: integer seed. The same seed gives the same draws run to run;
             every call advances the layer's seed state, so two batches in a
             row get different draws.
+        jit_compile: compile the mixing with XLA wherever the layer runs
+            outside it: eagerly, in `tf.function` and in `tf.data`, where a
+            batch then costs one compiled op instead of many small ones
+            (MiAMix inside `ds.map`: about twice the images per second on
+            CPU). Under XLA the draws follow XLA's generators: the same
+            distributions and, for a seed, the same numbers run to run, but
+            not the numbers drawn without it. Defaults to False.
     """
 
     def __init__(
@@ -148,9 +156,15 @@ class BaseMixLayer(keras.layers.Layer):
         label_smoothing=0.0,
         data_format=None,
         seed=None,
+        jit_compile=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(jit_compile, bool):
+            raise ValueError(
+                f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}.")
+        self.jit_compile = jit_compile
+        self._jit_mix = None
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
             raise ValueError(
                 "`num_classes` must be a positive integer or None; received "
@@ -251,7 +265,12 @@ class BaseMixLayer(keras.layers.Layer):
         data[IMAGES] = compute_images
         seed = next_seed(self.seed_state)
         seed = fold_seed(seed, content_salt(compute_images))
-        out, info = self.mix(data, seed)
+        if self.jit_compile and not in_xla_context():
+            if self._jit_mix is None:
+                self._jit_mix = tf.function(self.mix, jit_compile=True, reduce_retracing=True)
+            out, info = self._jit_mix(data, seed)
+        else:
+            out, info = self.mix(data, seed)
         if return_info:
             shape = tf.shape(compute_images)
             info["masks"] = tf.broadcast_to(info["masks"], tf.concat([shape[:3], [1]], 0))
@@ -379,6 +398,7 @@ class BaseMixLayer(keras.layers.Layer):
                 "label_smoothing": self.label_smoothing,
                 "data_format": self.data_format,
                 "seed": self.seed,
+                "jit_compile": self.jit_compile,
             }
         )
         return config
