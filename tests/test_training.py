@@ -264,3 +264,8 @@ def test_json_history_overwrites_the_resumed_epochs(tmp_path):
 def test_offline_message_names_the_choices():
     message = data_lib._offline_message("cifar10", ConnectionError("x"))
     assert "cifar10" in message and "digits" in message
+    missing = ModuleNotFoundError("No module named 'importlib_resources'",
+                                  name="importlib_resources")
+    message = data_lib._offline_message("cifar10", missing)
+    assert "pip install importlib_resources" in message and "digits" in message
+    assert "\n" not in message

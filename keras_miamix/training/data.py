@@ -308,6 +308,16 @@ def _from_streams(name, train, test, names, shape):
 
 
 def _offline_message(name, err):
+    if isinstance(err, ModuleNotFoundError):
+        # tfds 4.9.10 on Python 3.11 prepares datasets through etils, which
+        # imports `importlib_resources` without declaring it.
+        return (
+            f"TensorFlow Datasets could not prepare {name!r}: the package "
+            f"{err.name!r} that it imports is not installed (pip install {err.name}). "
+            "Without it, or offline, use `--dataset digits` (scikit-learn's bundled "
+            "handwritten digits), a local `.npz` file with x_train, y_train, x_test and "
+            "y_test, or a folder of class sub-folders of images."
+        )
     return (
         f"TensorFlow Datasets could not provide {name!r}: it is not in the data "
         "directory and could not be downloaded (no internet here?). Offline, use "
