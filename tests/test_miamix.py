@@ -352,7 +352,7 @@ def test_on_rows_computes_only_the_chosen_rows(monkeypatch, xla, capacity, first
     chosen = tf.constant(rng.rand(40) < 0.3)
     flags = tf.constant(rng.rand(40) < 0.5)
 
-    def fn(v, f):
+    def fn(stage, v, f):
         # A row's output depends on its own inputs only; padding rows of
         # XLA's block carry False flags.
         return (tf.where(f, 2.0, 1.0)[:, None, None] * v[:, None, None] + 10.0,
@@ -382,8 +382,8 @@ def test_xla_method_blocks_put_every_row_in_place(capacity, first):
     share = tf.constant(rng.rand(n).astype("float32"))
 
     def masks_of(i):
-        return lambda lam: tf.broadcast_to(((i + 1.0) * lam)[:, None, None, None],
-                                           tf.stack([tf.shape(lam)[0], 2, 3, 1]))
+        return lambda lam, stage=0: tf.broadcast_to(((i + 1.0) * lam)[:, None, None, None],
+                                                    tf.stack([tf.shape(lam)[0], 2, 3, 1]))
 
     # (None, None): blocks of mean + 4 sd computed in two stages; (1, 1):
     # every batch overflows to the every-row fallback; (None, 2): a first
@@ -417,6 +417,49 @@ def test_only_flagged_layers_are_rotated_or_smoothed(xla):
     rot = final[only_rotated]
     assert np.all((rot == 0) | (rot == 1))
     assert np.any((final[info["smoothed"]] > 0) & (final[info["smoothed"]] < 1))
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_block_stages_draw_their_own_random_numbers(monkeypatch, xla):
+    # Stateless draws index rows from 0 in every call: a second stage with
+    # the first stage's seed would repeat its numbers row for row.
+    from keras_miamix.ops import miamix
+
+    monkeypatch.setattr(miamix, "first_stage_rows", lambda n, fraction, capacity: 2)
+    chosen = tf.constant(np.arange(40) % 2 == 0)
+
+    def fn(stage, v):
+        rows = tf.shape(v)[0]
+        return (tf.random.stateless_uniform([rows], miamix.stage_seed(tf.constant([3, 4]),
+                                                                      stage)),)
+
+    def call(c):
+        return miamix.on_rows(fn, c, (tf.zeros([40]),), (tf.fill([40], -1.0),), 0.5)[0]
+
+    out = (tf.function(call, jit_compile=True) if xla else call)(chosen).numpy()
+    drawn = out[chosen.numpy()]
+    assert len(np.unique(drawn)) == len(drawn) == 20
+
+
+def test_second_stage_cutmix_boxes_are_not_repeats(monkeypatch):
+    # MiAMix under XLA with a first stage of half the block: half the CutMix
+    # layers come from the second stage; their boxes must not copy the
+    # first stage's row for row.
+    from keras_miamix.ops import miamix
+
+    monkeypatch.setattr(miamix, "first_stage_rows", lambda n, fraction, capacity: capacity // 2)
+    layer = km.MiAMix(methods=("cutmix",), weights=(1.0,), k_choices=(1,), p_aug=0.0,
+                      p_smooth=0.0, augmentation=None, seed=2)
+    info = run_xla(layer, 48, size=64)
+    masks = info["layer_masks"][:, 0, ..., 0]
+    centres = []  # of the boxes that the border does not clip: the drawn centres
+    for m in masks:
+        rows, cols = np.nonzero(m < 0.5)
+        if len(rows) and rows.min() > 0 and cols.min() > 0 and rows.max() < 63 \
+                and cols.max() < 63:
+            centres.append((rows.min() + rows.max(), cols.min() + cols.max()))
+    repeated = len(centres) - len(set(centres))
+    assert len(centres) >= 8 and repeated <= 1, (len(centres), repeated)
 
 
 def test_row_capacity_bounds_the_count():

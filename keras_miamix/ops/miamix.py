@@ -83,16 +83,19 @@ def first_stage_rows(n, fraction, capacity):
 
 
 def _two_stage(compute, count, capacity, first):
-    """`compute(start, size)`'s outputs for block rows [0, capacity): rows
-    [0, first) always, rows [first, capacity) only when `count` exceeds
-    `first` (else zeros, which the callers never read)."""
-    outs = compute(0, first)
+    """`compute(stage, start, size)`'s outputs for block rows [0, capacity):
+    rows [0, first) always (stage 0), rows [first, capacity) only when
+    `count` exceeds `first` (stage 1; else zeros, which the callers never
+    read). Each stage must draw its own random numbers: stateless draws index
+    rows from 0 in every call, so the callers fold the stage into their seeds
+    (`stage_seed`)."""
+    outs = compute(0, 0, first)
     if isinstance(first, int) and isinstance(capacity, int) and first >= capacity:
         return outs
     rest = capacity - first
 
     def late():
-        return compute(first, rest)
+        return compute(1, first, rest)
 
     def unused():
         return tuple(tf.zeros(tf.concat([[rest], tf.shape(o)[1:]], 0), o.dtype) for o in outs)
@@ -101,13 +104,21 @@ def _two_stage(compute, count, capacity, first):
     return tuple(tf.concat([a, b], 0) for a, b in zip(outs, tail))
 
 
+def stage_seed(seed, stage):
+    """The seed of a block's stage: `seed` itself for stage 0 (so draws are
+    those of a single call), a folded sub-stream for stage 1."""
+    return seed if stage == 0 else fold_seed(seed, 7919 + stage)
+
+
 def on_rows(fn, chosen, inputs, bases, fraction):
     """`bases` with the rows where `chosen` is True replaced by `fn`'s output,
     `fn` being computed on those rows only.
 
     Args:
-        fn: maps the chosen rows of each of `inputs` to a tuple of tensors
-            shaped like the chosen rows of `bases` (or broadcastable to them).
+        fn: `fn(stage, *rows)` maps the chosen rows of each of `inputs` to a
+            tuple of tensors shaped like the chosen rows of `bases` (or
+            broadcastable to them); `stage` (a Python int, 0 outside XLA) must
+            select the seed of its random draws (`stage_seed`).
         chosen: (n,) bool.
         inputs: tuple of (n, ...) tensors whose rows `fn` reads.
         bases: tuple of (n, ...) tensors; rows not chosen are kept.
@@ -122,7 +133,7 @@ def on_rows(fn, chosen, inputs, bases, fraction):
     """
     if not in_xla_context():
         idx = tf.cast(tf.where(chosen)[:, 0], tf.int32)
-        outs = fn(*[tf.gather(t, idx) for t in inputs])
+        outs = fn(0, *[tf.gather(t, idx) for t in inputs])
         return tuple(
             tf.tensor_scatter_nd_update(b, idx[:, None], _rows_like(o, b, tf.shape(idx)[0]))
             for o, b in zip(outs, bases)
@@ -136,13 +147,13 @@ def on_rows(fn, chosen, inputs, bases, fraction):
         idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
         valid = tf.range(capacity) < count
 
-        def compute(start, size):
+        def compute(stage, start, size):
             gathered = []  # padding rows are never read back
             for t in inputs:
                 g = tf.gather(t, idx[start:start + size])
                 gathered.append(
                     g & _expand(valid[start:start + size], g) if g.dtype == tf.bool else g)
-            return tuple(_rows_like(o, b, size) for o, b in zip(fn(*gathered), bases))
+            return tuple(_rows_like(o, b, size) for o, b in zip(fn(stage, *gathered), bases))
 
         outs = _two_stage(compute, count, capacity, first_stage_rows(n, fraction, capacity))
         # Row r of the result is block row `rank[r]` where chosen, else base
@@ -153,7 +164,7 @@ def on_rows(fn, chosen, inputs, bases, fraction):
                      for o, b in zip(outs, bases))
 
     def every_row():
-        outs = fn(*inputs)
+        outs = fn(0, *inputs)
         return tuple(tf.where(_expand(chosen, b), _rows_like(o, b, tf.shape(b)[0]), b)
                      for o, b in zip(outs, bases))
 
@@ -173,8 +184,8 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
     Args:
         groups: (method index, (n,) bool chosen, capacity, first-stage rows)
             per computed method (`_two_stage`).
-        masks_of: method index -> fn(anchor_share) returning (rows, H, W, 1)
-            masks.
+        masks_of: method index -> fn(anchor_share, stage) returning
+            (rows, H, W, 1) masks, drawn from the stage's seed (`stage_seed`).
         anchor_share: (n,) the anchor's share of each row.
     """
     ones = tf.ones(tf.stack([n, height, width, 1]))
@@ -188,8 +199,8 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
             # the block's padding rows are never read back.
             idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
 
-            def compute(start, size, i=i, idx=idx):
-                return (masks_of(i)(tf.gather(anchor_share, idx[start:start + size])),)
+            def compute(stage, start, size, i=i, idx=idx):
+                return (masks_of(i)(tf.gather(anchor_share, idx[start:start + size]), stage),)
 
             count = tf.reduce_sum(tf.cast(chosen, tf.int32))
             parts.append(_two_stage(compute, count, capacity, first)[0])
@@ -328,8 +339,8 @@ def multi_stage_masks(
         gen = MASK_GENERATORS[methods[i]]
         kwargs = method_kwargs.get(methods[i], {})
 
-        def fn(lam):
-            raw = gen(lam, height, width, fold_seed(seed, 10 + i), **kwargs)
+        def fn(lam, stage=0):
+            raw = gen(lam, height, width, stage_seed(fold_seed(seed, 10 + i), stage), **kwargs)
             return tf.broadcast_to(raw, tf.stack([tf.shape(lam)[0], height, width, 1]))
 
         return fn
@@ -339,13 +350,13 @@ def multi_stage_masks(
         is the chance that a row may be augmented (sizes XLA's blocks)."""
         if p_aug > 0:
             (masks,) = on_rows(
-                lambda m: (random_rotate_shear(m, fold_seed(seed, 30 + salt),
-                                               max_angle, max_shear),),
+                lambda stage, m: (random_rotate_shear(
+                    m, stage_seed(fold_seed(seed, 30 + salt), stage), max_angle, max_shear),),
                 rotate, (masks,), (masks,), share * p_aug)
         if p_smooth > 0:
             (masks,) = on_rows(
-                lambda m: (random_box_filter(m, fold_seed(seed, 50 + salt),
-                                             list(smoothing_windows)),),
+                lambda stage, m: (random_box_filter(
+                    m, stage_seed(fold_seed(seed, 50 + salt), stage), list(smoothing_windows)),),
                 smooth, (masks,), (masks,), share * p_smooth)
         return masks
 
