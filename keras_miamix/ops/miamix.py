@@ -104,6 +104,16 @@ def _two_stage(compute, count, capacity, first):
     return tuple(tf.concat([a, b], 0) for a, b in zip(outs, tail))
 
 
+def _chosen_first(chosen, capacity):
+    """For a block of `capacity` rows: the indices of the chosen rows first
+    (a stable argsort of "not chosen"), their count, and each row's place in
+    the block (its rank among the chosen rows, clipped to the block)."""
+    idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
+    count = tf.reduce_sum(tf.cast(chosen, tf.int32))
+    rank = tf.minimum(tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True), capacity - 1)
+    return idx, count, rank
+
+
 def stage_seed(seed, stage):
     """The seed of a block's stage: `seed` itself for stage 0 (so draws are
     those of a single call), a folded sub-stream for stage 1."""
@@ -143,8 +153,7 @@ def on_rows(fn, chosen, inputs, bases, fraction):
     count = tf.reduce_sum(tf.cast(chosen, tf.int32))
 
     def block():
-        # A stable argsort of "not chosen" lists the chosen rows first.
-        idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
+        idx, _, rank = _chosen_first(chosen, capacity)
         valid = tf.range(capacity) < count
 
         def compute(stage, start, size):
@@ -159,7 +168,6 @@ def on_rows(fn, chosen, inputs, bases, fraction):
         # Row r of the result is block row `rank[r]` where chosen, else base
         # row r: one gather and select, which XLA fuses into a single pass
         # (a scatter into the base copied it first).
-        rank = tf.minimum(tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True), capacity - 1)
         return tuple(tf.where(_expand(chosen, b), tf.gather(o, rank), b)
                      for o, b in zip(outs, bases))
 
@@ -195,17 +203,14 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
         position = tf.zeros([n], tf.int32)
         offset = 1
         for i, chosen, capacity, first in groups:
-            # A stable argsort of "not chosen" lists the chosen rows first;
-            # the block's padding rows are never read back.
-            idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
+            # The block's padding rows are never read back.
+            idx, count, rank = _chosen_first(chosen, capacity)
 
             def compute(stage, start, size, i=i, idx=idx):
                 return (masks_of(i)(tf.gather(anchor_share, idx[start:start + size]), stage),)
 
-            count = tf.reduce_sum(tf.cast(chosen, tf.int32))
             parts.append(_two_stage(compute, count, capacity, first)[0])
-            rank = tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True)
-            position = tf.where(chosen, offset + tf.minimum(rank, capacity - 1), position)
+            position = tf.where(chosen, offset + rank, position)
             offset = offset + capacity
         return tf.gather(tf.concat(parts, 0), position)
 

@@ -95,7 +95,7 @@ def normal_pair(shape, seed):
     """
     if in_xla_context():
         shape = tf.convert_to_tensor(shape, tf.int32)
-        u = _xla_uniform(tf.concat([[2], shape], 0), seed, open_interval=True)
+        u = _xla_uniform(tf.concat([[2], shape], 0), seed)
         z = math.sqrt(2.0) * tf.math.erfinv(2.0 * u - 1.0)
         return z[0], z[1]
     shape = tf.convert_to_tensor(shape, tf.int32)
@@ -141,19 +141,17 @@ def threefry2x32(key, x0, x1):
     return x0, x1
 
 
-def _xla_uniform(shape, seed, open_interval=False):
+def _xla_uniform(shape, seed):
     """Float32 uniforms of `shape` from Threefry-2x32 keyed by `seed`, two per
-    counter: 23 random bits each, on the grid k / 2**23 in [0, 1), or with
-    `open_interval` (k + 1/2) / 2**23 in (0, 1), symmetric about 1/2."""
+    counter: 23 random bits each, on the grid (k + 1/2) / 2**23 in the open
+    (0, 1), symmetric about 1/2 (so `erfinv(2u - 1)` stays finite)."""
     size = tf.reduce_prod(shape)
     half = (size + 1) // 2
     counter = tf.bitcast(tf.range(half, dtype=tf.int32), tf.uint32)
     bits = tf.concat(threefry2x32(tf.bitcast(tf.cast(seed, tf.int32), tf.uint32),
                                   counter, tf.zeros_like(counter)), 0)[:size]
     k = tf.cast(tf.bitwise.right_shift(bits, tf.constant(9, tf.uint32)), tf.int32)
-    if open_interval:
-        return tf.reshape((tf.cast(k, tf.float32) + 0.5) * (2.0 ** -23), shape)
-    return tf.reshape(tf.cast(k, tf.float32) * (2.0 ** -23), shape)
+    return tf.reshape((tf.cast(k, tf.float32) + 0.5) * (2.0 ** -23), shape)
 
 
 def uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32):
