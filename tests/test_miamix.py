@@ -501,3 +501,33 @@ def test_jit_compile_option_in_every_mode(layer_cls, tmp_path):
     assert keras.models.load_model(tmp_path / "m.keras").layers[0].jit_compile is True
     with pytest.raises(ValueError, match="jit_compile"):
         layer_cls(jit_compile="yes")
+
+
+@pytest.mark.parametrize("layer_cls", [km.MiAMix, km.FMix, km.CutMix])
+def test_auto_jit_compile_compiles_inside_tf_data_only(layer_cls, tmp_path):
+    # The default, jit_compile="auto", runs the mixing through XLA inside
+    # ds.map (the draws are those of jit_compile=True, which XLA's generators
+    # make different from the uncompiled ones) and not eagerly or in a
+    # tf.function (the draws are those of jit_compile=False).
+    images = np.random.RandomState(2).randint(0, 256, (10, 12, 10, 3)).astype("uint8")
+    labels = np.arange(10) % 4
+
+    def mixed(jit, mode):
+        layer = layer_cls(num_classes=4, seed=9, jit_compile=jit)
+        if mode == "tf.data":
+            ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).map(layer)
+            return np.concatenate([x.numpy() for x, _ in ds])
+        call = (lambda a, b: layer((a, b))) if mode == "eager" else tf.function(
+            lambda a, b: layer((a, b)))
+        return call(images, labels)[0].numpy()
+
+    assert layer_cls().jit_compile == "auto"
+    auto = mixed("auto", "tf.data")
+    assert auto.shape == (10, 12, 10, 3)
+    np.testing.assert_array_equal(auto, mixed(True, "tf.data"))
+    assert not np.allclose(auto, mixed(False, "tf.data"))
+    for mode in ("eager", "tf.function"):
+        np.testing.assert_array_equal(mixed("auto", mode), mixed(False, mode))
+    model = keras.Sequential([keras.Input((12, 10, 3)), layer_cls(seed=1)])
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").layers[0].jit_compile == "auto"

@@ -91,3 +91,23 @@ def test_random_permutation_is_a_permutation():
     perm = sampling.random_permutation(37, SEED).numpy()
     assert sorted(perm.tolist()) == list(range(37))
     assert not np.array_equal(perm, np.arange(37))
+
+
+def test_in_tf_data_function_sees_tf_data_and_only_it():
+    # True in a ds.map / ds.filter function, also through a tf.function
+    # called there; False eagerly, in a tf.function and under XLA.
+    seen = []
+
+    def probe(x):
+        seen.append(sampling.in_tf_data_function())
+        return x
+
+    probe(tf.constant(1))
+    tf.function(probe)(tf.constant(1))
+    tf.function(probe, jit_compile=True)(tf.constant(1))
+    assert seen == [False, False, False]
+    seen.clear()
+    ds = tf.data.Dataset.range(2).map(probe).filter(lambda x: probe(x) >= 0)
+    ds = ds.map(tf.function(probe))
+    assert list(ds.as_numpy_iterator()) == [0, 1]
+    assert seen == [True, True, True]

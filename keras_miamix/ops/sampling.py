@@ -49,6 +49,24 @@ def in_xla_context():
     return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
+@tf.autograph.experimental.do_not_convert
+def in_tf_data_function():
+    """True while `tf.data` traces a function: a `ds.map(layer)` (or a
+    function of the user's that calls the layer inside a `ds.map`, `filter`,
+    `interleave`...), False eagerly and in a `tf.function` of one's own.
+
+    tf.data names the functions it traces after the transformation
+    ("Dataset_map_<fn>", "tf_data_experimental_..."); this walks out through
+    the enclosing function graphs looking for such a name.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    while graph is not None:
+        if getattr(graph, "name", "").startswith(("Dataset_", "tf_data_")):
+            return True
+        graph = getattr(graph, "outer_graph", None)
+    return False
+
+
 _SALT_MULTIPLIER = 65537
 
 
