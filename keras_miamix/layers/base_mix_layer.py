@@ -9,7 +9,8 @@ from keras_miamix.ops.mixing import check_batch_sizes
 from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.mixing import prepare_labels
 from keras_miamix.ops.sampling import fold_seed
-from keras_miamix.ops.sampling import in_tf_data_function, in_xla_context
+from keras_miamix.ops.sampling import in_tf_data_function
+from keras_miamix.ops.sampling import in_xla_context
 from keras_miamix.ops.sampling import random_permutation
 from keras_miamix.ops.sampling import sample_beta
 
