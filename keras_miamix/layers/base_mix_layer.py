@@ -275,7 +275,12 @@ class BaseMixLayer(keras.layers.Layer):
         seed = fold_seed(seed, content_salt(compute_images))
         if self._compiles_here():
             if self._jit_mix is None:
-                self._jit_mix = tf.function(self.mix, jit_compile=True, reduce_retracing=True)
+                # No AutoGraph: `mix` is plain traceable code, and Keras calls
+                # `call` unconverted anyway. Converted, it once failed inside a
+                # long benchmark's tf.data map with a method called without
+                # its `self` (BetaMixLayer.generate_masks).
+                self._jit_mix = tf.function(self.mix, jit_compile=True, reduce_retracing=True,
+                                            autograph=False)
             out, info = self._jit_mix(data, seed)
         else:
             out, info = self.mix(data, seed)
