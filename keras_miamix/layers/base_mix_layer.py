@@ -145,13 +145,13 @@ class BaseMixLayer(keras.layers.Layer):
         jit_compile: whether to compile the mixing with XLA where the layer
             runs outside it. "auto" (the default) compiles it inside `tf.data`
             (`ds.map(layer)`), where a batch then costs one compiled op
-            instead of a few hundred small ones: MiAMix makes about twice the
-            images per second there on CPU, FMix and GridMix 1.5 to 3 times.
+            instead of a few hundred small ones: MiAMix makes 1.5 to 2 times
+            the images per second there on CPU, FMix likewise.
             True compiles it eagerly and in `tf.function` too (faster at
             small sizes, not always at 224 px on CPU); False never. Under a
             model compiled with `jit_compile=True` the layer is compiled with
             the model whatever this says. The first batch of each shape pays
-            the compilation (MiAMix: some seconds on 2 CPU cores; a smaller
+            the compilation (MiAMix: about 10 s on 2 CPU cores; a smaller
             last batch compiles once more). Under XLA the draws follow XLA's
             generators: the same distributions and, for a seed, the same
             numbers run to run, but not the numbers drawn without it.
