@@ -135,13 +135,12 @@ def test_seed_reproducible_eager_and_tf_data(name):
     e1, e2 = eager((images[:4], labels[:4])), eager((images[4:], labels[4:]))
     again = make(name, num_classes=5)((images[:4], labels[:4]))
     np.testing.assert_array_equal(e1[0], again[0])
-    # tf.data repeats the eager draws: uncompiled with jit_compile=False, and
-    # compiled by default (jit_compile="auto" compiles inside tf.data) as the
-    # eager calls of the jit_compile=True layer are, given the same static
-    # batch size (under XLA, MiAMix sizes its blocks from it).
-    for jit, in_data in ((False, False), (True, "auto")):
+    # tf.data repeats the eager draws, uncompiled (jit_compile=False) and
+    # compiled (True), given the same static batch size (under XLA, MiAMix
+    # sizes its blocks from it).
+    for jit in (False, True):
         ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4, drop_remainder=True)
-        d1, d2 = list(ds.map(make(name, num_classes=5, jit_compile=in_data)))
+        d1, d2 = list(ds.map(make(name, num_classes=5, jit_compile=jit)))
         if jit:
             eager = make(name, num_classes=5, jit_compile=True)
             e1, e2 = eager((images[:4], labels[:4])), eager((images[4:], labels[4:]))

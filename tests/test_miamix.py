@@ -504,11 +504,14 @@ def test_jit_compile_option_in_every_mode(layer_cls, tmp_path):
 
 
 @pytest.mark.parametrize("layer_cls", [km.MiAMix, km.FMix, km.CutMix])
-def test_auto_jit_compile_compiles_inside_tf_data_only(layer_cls, tmp_path):
-    # The default, jit_compile="auto", runs the mixing through XLA inside
-    # ds.map (the draws are those of jit_compile=True, which XLA's generators
-    # make different from the uncompiled ones) and not eagerly or in a
-    # tf.function (the draws are those of jit_compile=False).
+def test_auto_jit_compile_compiles_inside_tf_data_only(layer_cls, tmp_path, monkeypatch):
+    # The default, jit_compile="auto", with an accelerator (here pretended)
+    # runs the mixing through XLA inside ds.map (the draws are those of
+    # jit_compile=True, which XLA's generators make different from the
+    # uncompiled ones) and not eagerly or in a tf.function (the draws are those
+    # of jit_compile=False). On a CPU-only machine it never compiles.
+    from keras_miamix.layers import base_mix_layer
+
     images = np.random.RandomState(2).randint(0, 256, (10, 12, 10, 3)).astype("uint8")
     labels = np.arange(10) % 4
 
@@ -522,6 +525,10 @@ def test_auto_jit_compile_compiles_inside_tf_data_only(layer_cls, tmp_path):
         return call(images, labels)[0].numpy()
 
     assert layer_cls().jit_compile == "auto"
+    monkeypatch.setattr(base_mix_layer, "accelerator_present", lambda: False)
+    cpu_only = mixed("auto", "tf.data")
+    np.testing.assert_array_equal(cpu_only, mixed(False, "tf.data"))
+    monkeypatch.setattr(base_mix_layer, "accelerator_present", lambda: True)
     auto = mixed("auto", "tf.data")
     assert auto.shape == (10, 12, 10, 3)
     np.testing.assert_array_equal(auto, mixed(True, "tf.data"))

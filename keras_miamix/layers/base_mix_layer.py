@@ -144,17 +144,19 @@ class BaseMixLayer(keras.layers.Layer):
             row get different draws.
         jit_compile: whether to compile the mixing with XLA where the layer
             runs outside it. "auto" (the default) compiles it inside `tf.data`
-            (`ds.map(layer)`), where a batch then costs one compiled op
-            instead of a few hundred small ones: MiAMix makes 1.5 to 2 times
-            the images per second there on CPU, FMix likewise.
-            True compiles it eagerly and in `tf.function` too (faster at
-            small sizes, not always at 224 px on CPU); False never. Under a
-            model compiled with `jit_compile=True` the layer is compiled with
-            the model whatever this says. The first batch of each shape pays
-            the compilation (MiAMix: about 10 s on 2 CPU cores; a smaller
-            last batch compiles once more). Under XLA the draws follow XLA's
-            generators: the same distributions and, for a seed, the same
-            numbers run to run, but not the numbers drawn without it.
+            (`ds.map(layer)`) when TensorFlow sees a GPU or TPU: there the
+            host's pipeline must keep up with the device, and compiled a batch
+            costs one op instead of a few hundred small ones (MiAMix and FMix
+            make 1.5 to 2 times the images per second). On a CPU-only machine,
+            where training shares the cores and the compilation does not pay
+            for itself, "auto" leaves it uncompiled, like Keras' own "auto".
+            True compiles it eagerly, in `tf.function` and in `tf.data`;
+            False never. Under a model compiled with `jit_compile=True` the
+            layer is compiled with the model whatever this says. Compiled, the
+            first batch of each shape pays the compilation (MiAMix: about 10 s
+            on 2 CPU cores; a smaller last batch compiles once more), and the
+            draws follow XLA's generators: the same distributions and, for a
+            seed, the same numbers run to run, but not the uncompiled numbers.
     """
 
     def __init__(
@@ -300,7 +302,7 @@ class BaseMixLayer(keras.layers.Layer):
         """Whether this call runs `mix` through XLA itself (see `jit_compile`)."""
         if self.jit_compile is False or in_xla_context():
             return False
-        return self.jit_compile is True or in_tf_data_function()
+        return self.jit_compile is True or (in_tf_data_function() and accelerator_present())
 
     def _unpack(self, inputs):
         """Returns (dict of tensors, function that rebuilds the structure)."""
@@ -421,6 +423,13 @@ class BaseMixLayer(keras.layers.Layer):
             }
         )
         return config
+
+
+def accelerator_present():
+    """True when TensorFlow sees a GPU or TPU: then `jit_compile="auto"`
+    compiles the mixing inside `tf.data`, as Keras' own "auto" enables XLA
+    only off CPU-only machines."""
+    return any(d.device_type != "CPU" for d in tf.config.list_logical_devices())
 
 
 def _to_tensor(value):
