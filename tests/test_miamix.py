@@ -487,8 +487,16 @@ def test_jit_compile_option_in_every_mode(layer_cls, tmp_path):
     np.testing.assert_allclose(y.numpy().sum(1), 1, atol=1e-5)
     np.testing.assert_allclose(info["label_weights"], info["masks"].numpy().mean((1, 2, 3)),
                                atol=1e-5)
-    again = layer_cls(num_classes=4, seed=6, jit_compile=True)((images, labels))
+    fresh = layer_cls(num_classes=4, seed=6, jit_compile=True)
+    again = fresh((images, labels))
     np.testing.assert_array_equal(again[0].numpy(), x.numpy())
+    np.testing.assert_allclose(again[1].numpy(), y.numpy(), atol=1e-6)
+    # Without return_info the compiled program outputs the mixed data only
+    # (no partner images, views or layer masks written out), same draws.
+    (program,) = fresh._jit_mix.values()
+    (traced,) = program._list_all_concrete_functions()
+    out, extras = traced.structured_outputs
+    assert sorted(out) == ["images", "labels"] and extras == {}
     x2, _ = tf.function(lambda a, b: layer((a, b)))(images, labels)
     assert not np.allclose(x2.numpy(), x.numpy())  # the seed state advanced
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).map(

@@ -174,7 +174,7 @@ class BaseMixLayer(keras.layers.Layer):
                 "`jit_compile` must be True, False or 'auto'; received "
                 f"jit_compile={jit_compile!r}.")
         self.jit_compile = jit_compile
-        self._jit_mix = None
+        self._jit_mix = {}
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
             raise ValueError(
                 "`num_classes` must be a positive integer or None; received "
@@ -236,6 +236,28 @@ class BaseMixLayer(keras.layers.Layer):
         }
         return out, info
 
+    def _compiled_mix(self, with_info):
+        """`mix` compiled with XLA, built once per layer and per `with_info`.
+
+        Without `with_info` the compiled program returns only the mixed data:
+        every output of an XLA program is written out in full, and `mix`'s
+        extras (the partner images, MiAMix's views and layer masks) cost more
+        than the mixing itself at 224 px. No AutoGraph: `mix` is plain
+        traceable code, and Keras calls `call` unconverted anyway. (Converted,
+        it once failed inside a long benchmark's tf.data map with a method
+        called without its `self`, `BetaMixLayer.generate_masks`.)
+        """
+        if with_info not in self._jit_mix:
+            def mix(data, seed):
+                out, info = self.mix(data, seed)
+                if with_info:
+                    return out, info
+                return {k: v for k, v in out.items() if k in _DICT_KEYS}, {}
+
+            self._jit_mix[with_info] = tf.function(
+                mix, jit_compile=True, reduce_retracing=True, autograph=False)
+        return self._jit_mix[with_info]
+
     # ------------------------------------------------------------------- call
     def __call__(self, inputs, *args, **kwargs):
         # Keras refuses nested arguments that mix tensors and numpy arrays;
@@ -276,14 +298,7 @@ class BaseMixLayer(keras.layers.Layer):
         seed = next_seed(self.seed_state)
         seed = fold_seed(seed, content_salt(compute_images))
         if self._compiles_here():
-            if self._jit_mix is None:
-                # No AutoGraph: `mix` is plain traceable code, and Keras calls
-                # `call` unconverted anyway. Converted, it once failed inside a
-                # long benchmark's tf.data map with a method called without
-                # its `self` (BetaMixLayer.generate_masks).
-                self._jit_mix = tf.function(self.mix, jit_compile=True, reduce_retracing=True,
-                                            autograph=False)
-            out, info = self._jit_mix(data, seed)
+            out, info = self._compiled_mix(return_info)(data, seed)
         else:
             out, info = self.mix(data, seed)
         if return_info:
