@@ -463,16 +463,35 @@ def test_second_stage_cutmix_boxes_are_not_repeats(monkeypatch):
 
 
 def test_row_capacity_bounds_the_count():
+    from keras_miamix.ops.miamix import first_stage_rows
     from keras_miamix.ops.miamix import row_capacity
 
     assert row_capacity(256, 0.125) == 32 + int(np.ceil(4 * np.sqrt(32 * 0.875))) + 2
     assert row_capacity(10, 0.5) == 10  # never more than the rows
-    dynamic = tf.function(lambda n: row_capacity(n, 0.125))(tf.constant(256))
-    from keras_miamix.ops.miamix import first_stage_rows
-
     assert first_stage_rows(256, 0.125, 55) == 32 + int(np.ceil(np.sqrt(32 * 0.875))) + 1
     assert first_stage_rows(256, 0.125, 10) == 10
-    assert 32 + 4 * np.sqrt(32) <= int(dynamic) <= 256
+    # A batch size known only to XLA (a tf.data map) gives the same sizes.
+    for n, fraction in [(256, 0.125), (10, 0.5), (2, 0.09375), (128, 0.1875), (2048, 0.25)]:
+        def sizes(x, fraction=fraction):
+            capacity = row_capacity(tf.shape(x)[0], fraction)
+            return capacity, first_stage_rows(tf.shape(x)[0], fraction, capacity)
+
+        capacity, first = tf.function(sizes, jit_compile=True)(tf.zeros([n]))
+        assert int(capacity) == row_capacity(n, fraction), (n, fraction)
+        assert int(first) == first_stage_rows(n, fraction, row_capacity(n, fraction))
+
+
+def test_xla_draws_do_not_depend_on_knowing_the_batch_size():
+    # Under XLA a traced batch size (None in the graph, as in tf.data) sizes
+    # the blocks as the static one does, so the draws are the same (for a
+    # batch larger than its blocks; smaller ones compute every row).
+    images = np.random.RandomState(4).rand(64, 8, 8, 3).astype("float32")
+    labels = np.eye(4, dtype="float32")[np.arange(64) % 4]
+    static = km.MiAMix(seed=3, jit_compile=True)((images, labels))[0].numpy()
+    layer = km.MiAMix(seed=3, jit_compile=True)
+    traced = tf.function(lambda x, y: layer((x, y)), input_signature=[
+        tf.TensorSpec([None, 8, 8, 3]), tf.TensorSpec([None, 4])])(images, labels)[0]
+    np.testing.assert_array_equal(traced.numpy(), static)
 
 
 @pytest.mark.parametrize("layer_cls", [km.MiAMix, km.FMix, km.CutMix])

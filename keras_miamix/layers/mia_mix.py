@@ -233,10 +233,9 @@ class MiAMix(BaseMixLayer):
     def mix(self, data, seed):
         images = data[IMAGES]
         seg = data.get(SEGMENTATION_MASKS)
-        # The static batch size where the graph knows it: under XLA it sizes
-        # the per-method blocks exactly, with a first stage of mean + 1 sd,
-        # where a traced size only bounds them (1.25 x the mean + 18 rows,
-        # in one stage).
+        # The static batch size where the graph knows it (tf.shape()[0] never
+        # is): under XLA the blocks then skip their conditionals where a
+        # block holds every row.
         batch = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
         height, width = _spatial_size(images)
         view_a, source, seg_a, seg_source, rows, cols = self._views(

@@ -61,25 +61,31 @@ def row_capacity(n, fraction):
     `fraction`: the mean plus four standard deviations of the count, plus 2
     (a batch overflows it with probability about 1e-4 or less, and then takes
     the slower path that computes every row). A Python int when `n` is one;
-    else (a batch size XLA only knows at compile time) an int32 tensor from
-    integer arithmetic, with sqrt(x) <= x / 16 + 4, i.e. 1.25 x + 18."""
-    mean = n * fraction if isinstance(n, int) else None
-    if mean is not None:
+    else (a batch size XLA only knows at compile time, as in a `tf.data`
+    map) the same number as an int32 tensor, which XLA folds to a constant."""
+    if isinstance(n, int):
+        mean = n * fraction
         return min(n, int(math.ceil(mean + 4.0 * math.sqrt(mean * (1.0 - fraction)))) + 2)
-    scale = int(math.ceil(1.25 * fraction * 2**16))
-    n64 = tf.cast(n, tf.int64)
-    return tf.cast(tf.minimum(n64, (n64 * scale) // 2**16 + 18), tf.int32)
+    return _rows_above_mean(n, fraction, 4.0, 2)
 
 
 def first_stage_rows(n, fraction, capacity):
     """Rows of a block computed unconditionally: the mean plus one standard
     deviation of the count (plus 1), at most `capacity`; the rest of the
     block is computed only in the batches (about one in six) that drew more.
-    The whole capacity when sizes are only known at compile time."""
-    if not (isinstance(n, int) and isinstance(capacity, int)):
-        return capacity
-    mean = n * fraction
-    return min(capacity, int(math.ceil(mean + math.sqrt(mean * (1.0 - fraction)))) + 1)
+    An int32 tensor (folded by XLA) when `n` is one."""
+    if isinstance(n, int) and isinstance(capacity, int):
+        mean = n * fraction
+        return min(capacity, int(math.ceil(mean + math.sqrt(mean * (1.0 - fraction)))) + 1)
+    return tf.minimum(capacity, _rows_above_mean(n, fraction, 1.0, 1))
+
+
+def _rows_above_mean(n, fraction, sds, extra):
+    """min(n, ceil(mean + sds * sd) + extra) of a Binomial(n, fraction) count,
+    for a traced `n` (float64, so that it equals the Python value)."""
+    mean = tf.cast(n, tf.float64) * fraction
+    rows = tf.math.ceil(mean + sds * tf.sqrt(mean * (1.0 - fraction)))
+    return tf.minimum(tf.cast(n, tf.int32), tf.cast(rows, tf.int32) + extra)
 
 
 def _two_stage(compute, count, capacity, first):
