@@ -63,9 +63,6 @@ def row_capacity(n, fraction):
     the slower path that computes every row). A Python int when `n` is one;
     else (a batch size XLA only knows at compile time, as in a `tf.data`
     map) the same number as an int32 tensor, which XLA folds to a constant."""
-    if isinstance(n, int):
-        mean = n * fraction
-        return min(n, int(math.ceil(mean + 4.0 * math.sqrt(mean * (1.0 - fraction)))) + 2)
     return _rows_above_mean(n, fraction, 4.0, 2)
 
 
@@ -73,16 +70,20 @@ def first_stage_rows(n, fraction, capacity):
     """Rows of a block computed unconditionally: the mean plus one standard
     deviation of the count (plus 1), at most `capacity`; the rest of the
     block is computed only in the batches (about one in six) that drew more.
-    An int32 tensor (folded by XLA) when `n` is one."""
-    if isinstance(n, int) and isinstance(capacity, int):
-        mean = n * fraction
-        return min(capacity, int(math.ceil(mean + math.sqrt(mean * (1.0 - fraction)))) + 1)
-    return tf.minimum(capacity, _rows_above_mean(n, fraction, 1.0, 1))
+    An int32 tensor (folded by XLA) when `n` or `capacity` is one."""
+    first = _rows_above_mean(n, fraction, 1.0, 1)
+    if isinstance(first, int) and isinstance(capacity, int):
+        return min(capacity, first)
+    return tf.minimum(capacity, first)
 
 
 def _rows_above_mean(n, fraction, sds, extra):
-    """min(n, ceil(mean + sds * sd) + extra) of a Binomial(n, fraction) count,
-    for a traced `n` (float64, so that it equals the Python value)."""
+    """min(n, ceil(mean + sds * sd) + extra) of a Binomial(n, fraction) count:
+    a Python int for an int `n`, else an int32 tensor computed in float64 (so
+    that it equals the Python value)."""
+    if isinstance(n, int):
+        mean = n * fraction
+        return min(n, int(math.ceil(mean + sds * math.sqrt(mean * (1.0 - fraction)))) + extra)
     mean = tf.cast(n, tf.float64) * fraction
     rows = tf.math.ceil(mean + sds * tf.sqrt(mean * (1.0 - fraction)))
     return tf.minimum(tf.cast(n, tf.int32), tf.cast(rows, tf.int32) + extra)
