@@ -26,6 +26,10 @@ LAYER_RESULTS = os.path.join(HERE, "results", "layers.json")
 LAYER_BEGIN, LAYER_END = "<!-- layers-table:begin -->", "<!-- layers-table:end -->"
 SERVICE_RESULTS = os.path.join(HERE, "results", "data_service.json")
 SERVICE_BEGIN, SERVICE_END = "<!-- data-service-table:begin -->", "<!-- data-service-table:end -->"
+FINDINGS_BEGIN, FINDINGS_END = "<!-- accuracy-findings:begin -->", "<!-- accuracy-findings:end -->"
+# The papers' CIFAR-10 ResNet-18 top-1 (%): MiAMix (Liang et al.) Table 2.
+MIAMIX_TABLE2 = {"miamix": 96.92, "mixup": 96.35, "cutmix": 95.93}
+SINGLE_METHODS = ("mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix")
 ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix", "miamix",
          "manifold_mixup", "automix", "keras_mixup", "keras_cutmix")
 NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
@@ -91,6 +95,95 @@ def table(results):
             name += f" (student {r['student']:.1f})"
         lines.append(f"| {name} | {r['mean']:.2f}{std} | {r['n']} | {seeds} | {r['ece']:.2f} "
                      f"| {r['nll']:.3f} | {r['mca']:.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def pooled_std(rows):
+    """The seed-to-seed standard deviation pooled over the methods with two
+    or more seeds (within-method variances weighted by their degrees of
+    freedom), and those degrees of freedom; (None, 0) when no method has two."""
+    dof = sum(r["n"] - 1 for r in rows if r["n"] > 1)
+    if not dof:
+        return None, 0
+    return float(np.sqrt(sum((r["n"] - 1) * r["std"] ** 2 for r in rows if r["n"] > 1) / dof)), dof
+
+
+def compare(a, b, spread, dof):
+    """`a`'s mean against `b`'s: "above X (mean, n) by d" with, when the
+    spread is known, whether |d| exceeds its 95% margin, Student's t at the
+    pooled degrees of freedom times `spread * sqrt(1/n_a + 1/n_b)`
+    ("clearly") or not ("within the spread")."""
+    from scipy import stats
+
+    d = a["mean"] - b["mean"]
+    word = "above" if d > 0 else "below" if d < 0 else "level with"
+    text = f"{word} {_plain(b)} ({b['mean']:.2f}, n={b['n']}) by {abs(d):.2f}"
+    if spread is not None:
+        margin = stats.t.ppf(0.975, dof) * spread * np.sqrt(1.0 / a["n"] + 1.0 / b["n"])
+        text += f", clearly (margin {margin:.2f})" if abs(d) > margin else (
+            f", within the spread (margin {margin:.2f})")
+    return text
+
+
+def _plain(row):
+    return NAMES.get(row["method"], row["method"]).strip("*`")
+
+
+def findings(results):
+    """The README's comparisons with the benchmark's aims and the papers,
+    written from the JSON so that no number in them is typed by hand."""
+    rows = summarise(results)
+    by = {r["method"]: r for r in rows}
+    spread, dof = pooled_std(rows)
+    lines = []
+    if spread is not None:
+        lines.append(
+            f"Generated from the same JSON. A difference is called clear when it exceeds its 95% "
+            f"margin: Student's t times its standard error, from the seed-to-seed standard "
+            f"deviation pooled over the methods with two or more seeds ({spread:.2f} points, "
+            f"{dof} degrees of freedom); else it is within the spread.")
+    else:
+        lines.append("Generated from the same JSON; no method has two seeds yet, so no "
+                     "difference can be called clear.")
+    lines.append("")
+
+    def unit(r):
+        return f"{_plain(r)} ({r['mean']:.2f}, n={r['n']})"
+
+    single = [by[m] for m in SINGLE_METHODS if m in by]
+    if "miamix" in by and single:
+        missing = [NAMES[m] for m in SINGLE_METHODS if m not in by]
+        lines.append(f"- **MiAMix at or above every single-method layer?** {unit(by['miamix'])} is "
+                     + "; ".join(compare(by["miamix"], r, spread, dof) for r in single) + "."
+                     + (" Single-method layers not run yet: " + ", ".join(missing) + "."
+                        if missing else ""))
+    if "automix" in by and "mixup" in by:
+        lines.append(f"- **AutoMix above MixUp?** {unit(by['automix'])} is "
+                     f"{compare(by['automix'], by['mixup'], spread, dof)}.")
+    if "none" in by:
+        base = by["none"]
+        parts = [f"{_plain(r)} {r['mca']:.2f} ({r['mca'] - base['mca']:+.2f})"
+                 for r in rows if r["method"] != "none"]
+        if parts:
+            lines.append(f"- **More robust than no mixing?** Mean corrupted accuracy (mCA), "
+                         f"against no mixing's {base['mca']:.2f}: " + ", ".join(parts) + ".")
+    if "automix" in by:
+        others = sorted((r for r in rows if r["method"] != "automix"), key=lambda r: r["ece"])
+        lower = [r for r in others if r["ece"] < by["automix"]["ece"]]
+        ece = by["automix"]["ece"]
+        lines.append(
+            f"- **Calibration (AutoMix paper, Fig. 6)?** AutoMix's ECE is {ece:.2f}%"
+            + ("; lower: " + ", ".join(f"{_plain(r)} {r['ece']:.2f}%" for r in lower)
+               if lower else ", the lowest of all methods here") + ".")
+    paper = [m for m in sorted(MIAMIX_TABLE2, key=MIAMIX_TABLE2.get, reverse=True) if m in by]
+    if len(paper) > 1:
+        ours = sorted(paper, key=lambda m: by[m]["mean"], reverse=True)
+        same = ours == paper
+        lines.append(
+            "- **MiAMix's Table 2 order** (" + " > ".join(
+                f"{_plain(by[m])} {MIAMIX_TABLE2[m]}" for m in paper) + ", ResNet-18 on all of "
+            "CIFAR-10): here " + " > ".join(f"{_plain(by[m])} {by[m]['mean']:.2f}" for m in ours)
+            + (", the same order." if same else ", a different order."))
     return "\n".join(lines)
 
 
@@ -206,6 +299,8 @@ def main(argv=None):
     with open(args.readme) as f:
         text = f.read()
     new = replace_section(text, body)
+    if results["runs"] and FINDINGS_BEGIN in text:
+        new = replace_section(new, findings(results), FINDINGS_BEGIN, FINDINGS_END)
     if os.path.exists(STEP_RESULTS) and STEP_BEGIN in text:
         with open(STEP_RESULTS) as f:
             new = replace_section(new, step_table(json.load(f)), STEP_BEGIN, STEP_END)
@@ -217,9 +312,9 @@ def main(argv=None):
             new = replace_section(new, service_table(json.load(f)), SERVICE_BEGIN, SERVICE_END)
     if args.check:
         if new != text:
-            print("README.md's accuracy table is out of date: run python benchmarks/report.py")
+            print("README.md's generated sections are out of date: run python benchmarks/report.py")
             return 1
-        print("README.md's accuracy table matches the results.")
+        print("README.md's generated sections match the results.")
         return 0
     with open(args.readme, "w") as f:
         f.write(new)

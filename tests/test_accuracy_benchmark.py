@@ -59,3 +59,29 @@ def test_summary_statistics_on_hand_made_runs():
 
 def test_the_readme_tables_match_the_committed_results():
     assert report.main(["--check"]) == 0
+
+
+def test_findings_on_hand_made_runs():
+    def run(method, seed, acc, mca=0.5, ece=0.1):
+        return {"method": method, "seed": seed, "accuracy": acc, "ece": ece, "nll": 1.0,
+                "mca": mca, "seconds_per_epoch": 10.0,
+                "corruptions": {"contrast": {"mean": 0.5}}}
+
+    # none: 70, 72 (var 2); mixup: 80, 84 (var 8): pooled sd sqrt(5), 2 dof.
+    automix = dict(run("automix", 0, 0.81, ece=0.05), student_accuracy=0.78)
+    runs = [run("none", 0, 0.70, mca=0.50), run("none", 1, 0.72, mca=0.50),
+            run("mixup", 0, 0.80, mca=0.49), run("mixup", 1, 0.84, mca=0.49),
+            run("miamix", 0, 0.95, mca=0.60, ece=0.2), automix,
+            run("cutmix", 0, 0.79)]
+    rows = report.summarise({"runs": runs})
+    spread, dof = report.pooled_std(rows)
+    assert abs(spread - 5 ** 0.5) < 1e-9 and dof == 2
+    text = report.findings({"runs": runs})
+    # t(0.975, 2) = 4.303; MiAMix - MixUp = 13 against 4.303 * sqrt(5) * sqrt(1.5) = 11.78.
+    assert "above MixUp (82.00, n=2) by 13.00, clearly (margin 11.78)" in text
+    # AutoMix - MixUp = -1: below, within the spread.
+    assert "AutoMix (81.00, n=1) is below MixUp (82.00, n=2) by 1.00, within the spread" in text
+    assert "MixUp 49.00 (-1.00)" in text and "MiAMix 60.00 (+10.00)" in text
+    assert "AutoMix's ECE is 5.00%, the lowest of all methods here." in text
+    assert "here MiAMix 95.00 > MixUp 82.00 > CutMix 79.00, the same order." in text
+    assert "not run yet: FMix, GridMix, GMix, AGMix, ResizeMix." in text
