@@ -27,3 +27,28 @@ def test_each_method_is_measured_in_its_own_process_and_merged(tmp_path):
     assert "keras.MixUp" in rows[0]["baselines"] and rows[1]["baselines"] == {}
     # Each process printed its own row.
     assert result.stdout.count("GMix ") == 2
+
+
+def test_tfdata_pipelines_run_one_at_a_time(monkeypatch):
+    """Each pipeline is made anew for its turn and gone before the next one
+    starts, so that no prefetch refills in the background of another."""
+    import weakref
+
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import layers
+
+    made = []
+    make = layers.pipeline
+
+    def tracked(*args):
+        assert all(ref() is None for ref in made), "an earlier pipeline is still alive"
+        it = make(*args)
+        made.append(weakref.ref(it))
+        return it
+
+    monkeypatch.setattr(layers, "pipeline", tracked)
+    rates, first = layers.tfdata_throughput((8, 16, 16, 3), "MixUp", None, rounds=2,
+                                            seconds=0.05, warm_batches=1)
+    assert len(made) == 2 * 4
+    assert set(rates) == set(first) == {"none", "blend", "compiled", "uncompiled"}
+    assert all(v > 0 for v in rates.values()) and all(v >= 0 for v in first.values())
