@@ -26,6 +26,9 @@ LAYER_RESULTS = os.path.join(HERE, "results", "layers.json")
 LAYER_BEGIN, LAYER_END = "<!-- layers-table:begin -->", "<!-- layers-table:end -->"
 SERVICE_RESULTS = os.path.join(HERE, "results", "data_service.json")
 SERVICE_BEGIN, SERVICE_END = "<!-- data-service-table:begin -->", "<!-- data-service-table:end -->"
+TARGETS_BEGIN, TARGETS_END = "<!-- layers-targets:begin -->", "<!-- layers-targets:end -->"
+# Issue 10's budgets: at most this many times the blend, in every mode.
+SPEED_BUDGETS = {"MiAMix": 8.0, "FMix": 6.0}
 FINDINGS_BEGIN, FINDINGS_END = "<!-- accuracy-findings:begin -->", "<!-- accuracy-findings:end -->"
 # The papers' CIFAR-10 ResNet-18 top-1 (%): MiAMix (Liang et al.) Table 2.
 MIAMIX_TABLE2 = {"miamix": 96.92, "mixup": 96.35, "cutmix": 95.93}
@@ -283,6 +286,41 @@ def layers_table(results):
     return "\n".join(lines)
 
 
+def layer_targets(results):
+    """The speed budgets against the measured ratios, from the same JSON."""
+    modes = (("tf.function", lambda r: r["ratio_blend"]),
+             ("XLA", lambda r: r["xla_ratio_blend"]),
+             ("tf.data compiled", lambda r: r.get("tfdata", {}).get("compiled_ratio_blend")),
+             ("tf.data uncompiled", lambda r: r.get("tfdata", {}).get("uncompiled_ratio_blend")))
+    lines = ["| layer (budget x blend) | batch | " + " | ".join(m for m, _ in modes) + " |",
+             "|---|---|" + "---:|" * len(modes)]
+    for r in results["rows"]:
+        budget = SPEED_BUDGETS.get(r["method"])
+        if budget is None:
+            continue
+        cells = []
+        for _, get in modes:
+            value = get(r)
+            cells.append("-" if value is None else
+                         f"{value:.2f} {'within' if value <= budget else '**over**'}")
+        lines.append(f"| {r['method']} ({budget:g}x) | {'x'.join(map(str, r['shape']))} | "
+                     + " | ".join(cells) + " |")
+    slower = [f"{r['method']} at {'x'.join(map(str, r['shape']))}"
+              for r in results["rows"] if r["xla_ms"] > r["ms"]]
+    lines += ["", "- XLA at most `tf.function`'s time: " + (
+        "every layer at every size." if not slower else "not for " + ", ".join(slower) + ".")]
+    for r in results["rows"]:
+        d = r.get("tfdata")
+        if r["method"] == "MiAMix" and d and r["shape"][1] <= 64:
+            blend = d["blend_images_per_s"] / d["none_images_per_s"]
+            lines.append(
+                f"- MiAMix's `tf.data` pipeline against the no-mixing one at "
+                f"{'x'.join(map(str, r['shape']))} (budget 0.5x): compiled "
+                f"{d['compiled_ratio_none']:.2f}x, uncompiled {d['uncompiled_ratio_none']:.2f}x; "
+                f"the plain blend's pipeline {blend:.2f}x.")
+    return "\n".join(lines)
+
+
 def service_table(results):
     shape = "x".join(str(v) for v in results["image_shape"])
     lines = [f"MiAMix pipeline, batches of {results['batch']} {shape} images "
@@ -318,7 +356,10 @@ def main(argv=None):
             new = replace_section(new, step_table(json.load(f)), STEP_BEGIN, STEP_END)
     if os.path.exists(LAYER_RESULTS) and LAYER_BEGIN in text:
         with open(LAYER_RESULTS) as f:
-            new = replace_section(new, layers_table(json.load(f)), LAYER_BEGIN, LAYER_END)
+            layers = json.load(f)
+        new = replace_section(new, layers_table(layers), LAYER_BEGIN, LAYER_END)
+        if TARGETS_BEGIN in text:
+            new = replace_section(new, layer_targets(layers), TARGETS_BEGIN, TARGETS_END)
     if os.path.exists(SERVICE_RESULTS) and SERVICE_BEGIN in text:
         with open(SERVICE_RESULTS) as f:
             new = replace_section(new, service_table(json.load(f)), SERVICE_BEGIN, SERVICE_END)

@@ -52,3 +52,29 @@ def test_tfdata_pipelines_run_one_at_a_time(monkeypatch):
     assert len(made) == 2 * 4
     assert set(rates) == set(first) == {"none", "blend", "compiled", "uncompiled"}
     assert all(v > 0 for v in rates.values()) and all(v >= 0 for v in first.values())
+
+
+def test_layer_targets_on_hand_made_rows():
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import report
+
+    def row(method, shape, tf_ratio, xla_ratio, ms, xla_ms, tfdata=None):
+        return {"method": method, "shape": shape, "ratio_blend": tf_ratio,
+                "xla_ratio_blend": xla_ratio, "ms": ms, "xla_ms": xla_ms,
+                **({"tfdata": tfdata} if tfdata else {})}
+
+    tfdata = {"compiled_ratio_blend": 3.0, "uncompiled_ratio_blend": 9.0,
+              "compiled_ratio_none": 0.25, "uncompiled_ratio_none": 0.1,
+              "blend_images_per_s": 300.0, "none_images_per_s": 600.0}
+    text = report.layer_targets({"rows": [
+        row("MixUp", [8, 32, 32, 3], 1.0, 1.0, 1.0, 0.5),
+        row("MiAMix", [8, 32, 32, 3], 8.0, 4.0, 8.0, 4.0, tfdata),
+        row("FMix", [4, 224, 224, 3], 6.5, 5.0, 10.0, 12.0)]})
+    lines = text.splitlines()
+    assert "| MiAMix (8x) | 8x32x32x3 | 8.00 within | 4.00 within | 3.00 within | 9.00 **over** |" \
+        in lines
+    assert "| FMix (6x) | 4x224x224x3 | 6.50 **over** | 5.00 within | - | - |" in lines
+    assert not any(line.startswith("| MixUp") for line in lines)  # no budget of its own
+    assert "- XLA at most `tf.function`'s time: not for FMix at 4x224x224x3." in lines
+    assert ("- MiAMix's `tf.data` pipeline against the no-mixing one at 8x32x32x3 (budget "
+            "0.5x): compiled 0.25x, uncompiled 0.10x; the plain blend's pipeline 0.50x.") in lines
