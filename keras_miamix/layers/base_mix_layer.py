@@ -146,7 +146,7 @@ class BaseMixLayer(keras.layers.Layer):
             runs outside it. "auto" (the default) compiles it inside `tf.data`
             (`ds.map(layer)`) when TensorFlow sees a GPU or TPU: there the
             host's pipeline must keep up with the device, and compiled a batch
-            costs one op instead of a few hundred small ones (MiAMix and FMix
+            costs one op instead of hundreds of small ones (MiAMix and FMix
             make 1.5 to 3 times the images per second). On a CPU-only machine,
             where training shares the cores and the compilation does not pay
             for itself, "auto" leaves it uncompiled, like Keras' own "auto".
