@@ -1,9 +1,11 @@
-"""Turns `benchmarks/results/accuracy.json` into the README's accuracy table
-and `docs/accuracy.png`, and `benchmarks/results/train_step.json` into the
-step-time table, and `benchmarks/results/layers.json` into the mixing
-layers' speed table, so that the README never holds a number typed by hand.
+"""Turns `benchmarks/results/accuracy.json` into the README's accuracy table,
+its findings (the benchmark's questions and MiAMix's Tables 2 and 3) and
+`docs/accuracy.png`, `benchmarks/results/train_step.json` into the step-time
+table, and `benchmarks/results/layers.json` into the mixing layers' speed
+table and their budgets, so that the README never holds a number typed by
+hand.
 
-    python benchmarks/report.py            # rewrite the README section and the plot
+    python benchmarks/report.py            # rewrite the README sections and the plot
     python benchmarks/report.py --check    # exit 1 if the README is out of date
 """
 
