@@ -216,7 +216,7 @@ def plot(results, path):
     for r in rows:
         x = r["time_ratio"] if r["time_ratio"] is not None else 1.0
         ax1.errorbar(x, r["mean"], yerr=r["std"] or 0, fmt="o", capsize=4)
-        ax1.annotate(f"{NAMES.get(r['method'], r['method']).strip('*')} (n={r['n']})",
+        ax1.annotate(f"{_plain(r)} (n={r['n']})",
                      (x, r["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax1.set_xlabel("wall time per epoch / no mixing (2-core CPU)")
     ax1.set_ylabel("test top-1 accuracy (%)")
@@ -227,7 +227,7 @@ def plot(results, path):
     im = ax2.imshow(grid, cmap="viridis", aspect="auto")
     ax2.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
     ax2.set_yticks(range(len(rows)),
-                   [NAMES.get(r["method"], r["method"]).strip("*`") for r in rows], fontsize=8)
+                   [_plain(r) for r in rows], fontsize=8)
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             ax2.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,

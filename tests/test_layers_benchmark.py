@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "layers.py")
+sys.path.insert(0, os.path.dirname(SCRIPT))
+import layers  # noqa: E402
+import report  # noqa: E402
 
 
 def test_each_method_is_measured_in_its_own_process_and_merged(tmp_path):
@@ -34,9 +37,6 @@ def test_tfdata_pipelines_run_one_at_a_time(monkeypatch):
     starts, so that no prefetch refills in the background of another."""
     import weakref
 
-    sys.path.insert(0, os.path.dirname(SCRIPT))
-    import layers
-
     made = []
     make = layers.pipeline
 
@@ -55,9 +55,6 @@ def test_tfdata_pipelines_run_one_at_a_time(monkeypatch):
 
 
 def test_layer_targets_on_hand_made_rows():
-    sys.path.insert(0, os.path.dirname(SCRIPT))
-    import report
-
     def row(method, shape, tf_ratio, xla_ratio, ms, xla_ms, tfdata=None):
         return {"method": method, "shape": shape, "ratio_blend": tf_ratio,
                 "xla_ratio_blend": xla_ratio, "ms": ms, "xla_ms": xla_ms,
