@@ -207,8 +207,9 @@ def stable_top(keys, num):
 
 @pytest.mark.parametrize("xla", [False, True])
 def test_top_count_paths_equal_a_stable_argsort(xla):
-    # Both selection paths (compact: large rows outside XLA; static: XLA and
-    # small rows), with ties at the threshold, empty and full rows.
+    # Both selection paths (sorted: outside XLA; static: under XLA, three
+    # 8-bit or two 12-bit levels), with ties at the threshold, empty and full
+    # rows.
     rng = np.random.RandomState(0)
     static = tf.function(masks._top_count_static, jit_compile=xla)
     static_12 = tf.function(lambda k, n: masks._top_count_static(k, n, 12, 2), jit_compile=xla)
@@ -226,13 +227,13 @@ def test_top_count_paths_equal_a_stable_argsort(xla):
         np.testing.assert_array_equal(static(key, tf.constant(num)).numpy(), ref)
         np.testing.assert_array_equal(static_12(key, tf.constant(num)).numpy(), ref)
         if not xla:
-            compact = masks._top_count_compact(key, tf.constant(num)).numpy()
-            np.testing.assert_array_equal(compact, ref)
+            sorted_ = masks._top_count_sorted(key, tf.constant(num)).numpy()
+            np.testing.assert_array_equal(sorted_, ref)
 
 
 @pytest.mark.parametrize("xla", [False, True])
 def test_fmix_count_is_exact_on_large_images(xla):
-    # 160 x 160 > 128 x 128 entries: the compact selection path outside XLA,
+    # 160 x 160 > 128 x 128 entries: the sorted selection path outside XLA,
     # the two-level static path (and Threefry normals) under XLA.
     lam = tf.constant(np.linspace(0.05, 0.95, 6), tf.float32)
     fn = tf.function(lambda lm, s: masks.fmix_mask(lm, 160, 160, s), jit_compile=xla)
