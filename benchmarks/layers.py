@@ -36,6 +36,11 @@ Usage:
     python benchmarks/layers.py --shapes 128,32,32,3 --methods MixUp,CutMix
     python benchmarks/layers.py --tfdata --data ../shared/data/cifar10_subset.npz \
         --json benchmarks/results/layers.json   # the README's table
+    python benchmarks/layers.py --tfdata --data ../shared/data/cifar10_subset.npz \
+        --json benchmarks/results/layers.json --methods FMix --runs 3 --update
+        # measure FMix again, three times, and replace only its rows (each run
+        # is its own process with its own blend and baselines, so rows compare
+        # as before; a row keeps the median of its runs)
 """
 
 import argparse
@@ -199,7 +204,8 @@ def run(shapes, methods, warmup, repeats):
                 calls[bname] = (tf.function(lambda d, blayer=blayer: blayer(d)),
                                 ({"images": images, "labels": labels},))
             ms = time_interleaved(calls, warmup, reps)
-            row = {"method": name, "shape": list(shape), "blend_ms": ms["blend"],
+            row = {"method": name, "shape": list(shape),
+                   "measured": time.strftime("%Y-%m-%d", time.gmtime()), "blend_ms": ms["blend"],
                    "blend_xla_ms": ms["blend_xla"], "ms": ms["ours"], "xla_ms": ms["ours_xla"],
                    "ratio_blend": ms["ours"] / ms["blend"],
                    "xla_ratio_blend": ms["ours_xla"] / ms["blend_xla"], "baselines": {}}
@@ -235,6 +241,12 @@ def main():
     parser.add_argument("--tfdata", action="store_true",
                         help="also measure images/s inside a tf.data pipeline")
     parser.add_argument("--data", help=".npz with x_train (real images) for --tfdata")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="fresh processes per (shape, method); the row keeps the median "
+                             "of each figure over them and the range of its ratios")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the measured (method, shape) rows of an existing "
+                             "--json file, keeping the others")
     parser.add_argument("--in-process", action="store_true",
                         help="measure every (shape, method) in this process instead of one "
                              "fresh process each")
@@ -249,13 +261,65 @@ def main():
         rows = []
         for shape in shapes:
             for name in methods:
-                rows.extend(measure_in_subprocess(shape, name, args))
+                runs = [measure_in_subprocess(shape, name, args)[0] for _ in range(args.runs)]
+                rows.append(combine_runs(runs))
     if args.json:
+        header = {"tensorflow": tf.__version__, "keras": keras.__version__,
+                  "devices": [d.device_type for d in tf.config.list_logical_devices()],
+                  "cpu_count": os.cpu_count(), "data": os.path.basename(args.data or "digits")}
+        if args.update and os.path.exists(args.json):
+            with open(args.json) as f:
+                old = json.load(f)
+            rows = merge_rows(old, header, rows)
         with open(args.json, "w") as f:
-            json.dump({"tensorflow": tf.__version__, "keras": keras.__version__,
-                       "devices": [d.device_type for d in tf.config.list_logical_devices()],
-                       "cpu_count": os.cpu_count(), "data": os.path.basename(args.data or "digits"),
-                       "rows": rows}, f, indent=2)
+            json.dump({**header, "rows": rows}, f, indent=2)
+
+
+RATIO_FIELDS = ("ratio_blend", "xla_ratio_blend", "tfdata.compiled_ratio_blend",
+                "tfdata.uncompiled_ratio_blend", "tfdata.compiled_ratio_none",
+                "tfdata.uncompiled_ratio_none")
+
+
+def combine_runs(runs):
+    """One row from the rows of several runs of the same (shape, method): the
+    median of each figure over the runs (each ratio the median of the runs'
+    own ratios, each measured within its run), "runs" their number and
+    "spread" the lowest and highest of each ratio. On this VM a figure moves
+    by 10 to 25% from one run to the next."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def combine(items):
+        first = items[0]
+        if isinstance(first, dict):
+            return {k: combine([i[k] for i in items]) for k in first if all(k in i for i in items)}
+        if isinstance(first, (int, float)) and not isinstance(first, bool):
+            return statistics.median(items)
+        return first
+
+    def field(row, name):
+        for part in name.split("."):
+            row = row.get(part) if isinstance(row, dict) else None
+        return row
+
+    row = combine(runs)
+    row["runs"] = len(runs)
+    row["spread"] = {name: [min(v), max(v)] for name in RATIO_FIELDS
+                     if None not in (v := [field(r, name) for r in runs])}
+    return row
+
+
+def merge_rows(old, header, rows):
+    """`old`'s rows with those of the same (method, shape) replaced by `rows`
+    (in place; new ones appended). Refuses to merge measurements taken under
+    another TensorFlow, Keras, device set, core count or image set."""
+    differ = {k: (old.get(k), v) for k, v in header.items() if old.get(k) != v}
+    if differ:
+        raise ValueError("--update would merge rows measured under other conditions "
+                         f"(old, now): {differ}; measure every row again instead.")
+    fresh = {(r["method"], tuple(r["shape"])): r for r in rows}
+    merged = [fresh.pop((r["method"], tuple(r["shape"])), r) for r in old["rows"]]
+    return merged + list(fresh.values())
 
 
 def measure_in_subprocess(shape, name, args):

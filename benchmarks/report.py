@@ -285,28 +285,43 @@ def layers_table(results):
         lines.append(f"| {r['method']} | {shape} | {_ms(r['ms'])} | {r['ratio_blend']:.2f} | "
                      f"{_ms(r['xla_ms'])} | {r['xla_ratio_blend']:.2f} | "
                      f"{r['xla_ms'] / r['ms']:.2f} | {data} | {base} |")
+    repeated = {}
+    for r in results["rows"]:
+        if r.get("runs", 1) > 1:
+            repeated.setdefault((r["runs"], r.get("measured", "?")), []).append(r["method"])
+    for (runs, date), names in sorted(repeated.items()):
+        names = ", ".join(dict.fromkeys(names))
+        lines += ["", f"{names}: each figure is its median over {runs} runs (each a fresh "
+                  f"process with its own blend and baselines, {date}); the other rows one run."]
     return "\n".join(lines)
 
 
 def layer_targets(results):
     """The speed budgets against the measured ratios, from the same JSON."""
-    modes = (("tf.function", lambda r: r["ratio_blend"]),
-             ("XLA", lambda r: r["xla_ratio_blend"]),
-             ("tf.data compiled", lambda r: r.get("tfdata", {}).get("compiled_ratio_blend")),
-             ("tf.data uncompiled", lambda r: r.get("tfdata", {}).get("uncompiled_ratio_blend")))
-    lines = ["| layer (budget x blend) | batch | " + " | ".join(m for m, _ in modes) + " |",
-             "|---|---|" + "---:|" * len(modes)]
+    modes = (("tf.function", "ratio_blend"), ("XLA", "xla_ratio_blend"),
+             ("tf.data compiled", "tfdata.compiled_ratio_blend"),
+             ("tf.data uncompiled", "tfdata.uncompiled_ratio_blend"))
+
+    def get(row, name):
+        for part in name.split("."):
+            row = row.get(part) if isinstance(row, dict) else None
+        return row
+
+    lines = ["| layer (budget x blend) | batch | runs | " + " | ".join(m for m, _ in modes) + " |",
+             "|---|---|---:|" + "---:|" * len(modes)]
     for r in results["rows"]:
         budget = SPEED_BUDGETS.get(r["method"])
         if budget is None:
             continue
         cells = []
-        for _, get in modes:
-            value = get(r)
+        for _, name in modes:
+            value = get(r, name)
+            spread = r.get("spread", {}).get(name)
             cells.append("-" if value is None else
-                         f"{value:.2f} {'within' if value <= budget else '**over**'}")
+                         f"{value:.2f} {'within' if value <= budget else '**over**'}"
+                         + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else ""))
         lines.append(f"| {r['method']} ({budget:g}x) | {'x'.join(map(str, r['shape']))} | "
-                     + " | ".join(cells) + " |")
+                     f"{r.get('runs', 1)} | " + " | ".join(cells) + " |")
     slower = [f"{r['method']} at {'x'.join(map(str, r['shape']))}"
               for r in results["rows"] if r["xla_ms"] > r["ms"]]
     lines += ["", "- XLA at most `tf.function`'s time: " + (

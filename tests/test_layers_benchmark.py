@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "layers.py")
 sys.path.insert(0, os.path.dirname(SCRIPT))
 import layers  # noqa: E402
@@ -63,15 +65,64 @@ def test_layer_targets_on_hand_made_rows():
     tfdata = {"compiled_ratio_blend": 3.0, "uncompiled_ratio_blend": 9.0,
               "compiled_ratio_none": 0.25, "uncompiled_ratio_none": 0.1,
               "blend_images_per_s": 300.0, "none_images_per_s": 600.0}
+    fmix = row("FMix", [4, 224, 224, 3], 6.5, 5.0, 10.0, 12.0)
+    fmix.update(runs=3, spread={"ratio_blend": [5.5, 7.25], "xla_ratio_blend": [4.0, 5.0]})
     text = report.layer_targets({"rows": [
         row("MixUp", [8, 32, 32, 3], 1.0, 1.0, 1.0, 0.5),
-        row("MiAMix", [8, 32, 32, 3], 8.0, 4.0, 8.0, 4.0, tfdata),
-        row("FMix", [4, 224, 224, 3], 6.5, 5.0, 10.0, 12.0)]})
+        row("MiAMix", [8, 32, 32, 3], 8.0, 4.0, 8.0, 4.0, tfdata), fmix]})
     lines = text.splitlines()
-    assert "| MiAMix (8x) | 8x32x32x3 | 8.00 within | 4.00 within | 3.00 within | 9.00 **over** |" \
-        in lines
-    assert "| FMix (6x) | 4x224x224x3 | 6.50 **over** | 5.00 within | - | - |" in lines
+    assert ("| MiAMix (8x) | 8x32x32x3 | 1 | 8.00 within | 4.00 within | 3.00 within | "
+            "9.00 **over** |") in lines
+    # The median of three runs decides; their range is shown beside it.
+    assert ("| FMix (6x) | 4x224x224x3 | 3 | 6.50 **over** (5.50-7.25) | 5.00 within "
+            "(4.00-5.00) | - | - |") in lines
     assert not any(line.startswith("| MixUp") for line in lines)  # no budget of its own
     assert "- XLA at most `tf.function`'s time: not for FMix at 4x224x224x3." in lines
     assert ("- MiAMix's `tf.data` pipeline against the no-mixing one at 8x32x32x3 (budget "
             "0.5x): compiled 0.25x, uncompiled 0.10x; the plain blend's pipeline 0.50x.") in lines
+
+
+def test_update_replaces_only_the_measured_rows():
+    header = {"tensorflow": "2.21", "keras": "3.15", "devices": ["CPU"], "cpu_count": 2,
+              "data": "x.npz"}
+    old = {**header, "rows": [{"method": "MixUp", "shape": [4, 8, 8, 3], "ms": 1.0},
+                              {"method": "FMix", "shape": [4, 8, 8, 3], "ms": 2.0},
+                              {"method": "FMix", "shape": [2, 6, 6, 3], "ms": 3.0}]}
+    new = [{"method": "FMix", "shape": [4, 8, 8, 3], "ms": 5.0},
+           {"method": "GMix", "shape": [4, 8, 8, 3], "ms": 6.0}]
+    rows = layers.merge_rows(old, header, new)
+    assert [(r["method"], r["shape"], r["ms"]) for r in rows] == [
+        ("MixUp", [4, 8, 8, 3], 1.0), ("FMix", [4, 8, 8, 3], 5.0),
+        ("FMix", [2, 6, 6, 3], 3.0), ("GMix", [4, 8, 8, 3], 6.0)]
+    # Rows measured under another TensorFlow are not mixed in.
+    with pytest.raises(ValueError, match="tensorflow"):
+        layers.merge_rows({**old, "tensorflow": "2.20"}, header, new)
+
+
+def test_runs_combine_into_medians_and_ranges():
+    runs = [{"method": "FMix", "shape": [4, 8, 8, 3], "ms": ms, "ratio_blend": ratio,
+             "xla_ratio_blend": 2.0, "baselines": {"k": {"ms": ms}},
+             "tfdata": {"compiled_ratio_blend": ratio, "uncompiled_ratio_blend": 1.0}}
+            for ms, ratio in ((3.0, 5.0), (1.0, 7.0), (2.0, 4.0))]
+    row = layers.combine_runs(runs)
+    assert row["method"] == "FMix" and row["shape"] == [4, 8, 8, 3]
+    assert row["ms"] == 2.0 and row["ratio_blend"] == 5.0 and row["baselines"]["k"]["ms"] == 2.0
+    assert row["tfdata"]["compiled_ratio_blend"] == 5.0
+    assert row["runs"] == 3
+    assert row["spread"] == {"ratio_blend": [4.0, 7.0], "xla_ratio_blend": [2.0, 2.0],
+                             "tfdata.compiled_ratio_blend": [4.0, 7.0],
+                             "tfdata.uncompiled_ratio_blend": [1.0, 1.0]}
+    assert layers.combine_runs(runs[:1]) is runs[0]
+
+
+def test_layers_table_says_which_rows_are_medians():
+    def row(method, **extra):
+        return {"method": method, "shape": [8, 32, 32, 3], "ms": 2.0, "ratio_blend": 2.0,
+                "xla_ms": 1.0, "xla_ratio_blend": 1.0, "baselines": {}, **extra}
+
+    text = report.layers_table({"tensorflow": "2.21", "keras": "3.15", "rows": [
+        row("MixUp"), row("FMix", runs=3, measured="2026-11-24"),
+        row("MiAMix", runs=3, measured="2026-11-24")]})
+    assert text.splitlines()[-1] == (
+        "FMix, MiAMix: each figure is its median over 3 runs (each a fresh process with its "
+        "own blend and baselines, 2026-11-24); the other rows one run.")
