@@ -16,6 +16,15 @@ already there are skipped, and an interrupted run resumes from its backup in
     nohup python benchmarks/accuracy.py > accuracy.log 2>&1 &
     python benchmarks/report.py        # README table and docs/accuracy.png
 
+The runs' own epoch times are taken whenever each ran, on a machine that other
+work may have shared, so the table's time column comes from `--timing`
+instead: every method of the plan trains a few epochs in one process, the
+methods interleaved round by round, on an otherwise idle machine (stop the
+runs first: `kill -STOP`, then `kill -CONT`), and each method's time per epoch
+is divided by no mixing's of the same round:
+
+    python benchmarks/accuracy.py --timing      # writes "timing" in the JSON
+
 `--quick` trains a few steps on a few images (what the tests run).
 """
 
@@ -28,6 +37,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_miamix  # noqa: E402
@@ -110,6 +120,40 @@ def run_one(method, seed, data, args):
     return entry
 
 
+def measure_epoch_times(methods, data, args):
+    """Seconds per epoch of each method under the protocol, in this process:
+    `args.rounds` rounds, each training every method for one epoch (tracing
+    and compilation, left out) plus `args.timing_epochs` timed ones, in turn;
+    no mixing is always measured, first in each round (last in every other
+    round, which runs in reverse). A method's ratio is the median over rounds
+    of its time over no mixing's in the same round."""
+    methods = ["none"] + [m for m in methods if m != "none"]
+    settings = {k: v for k, v in protocol(args.quick).items()
+                if k not in ("limit", "test_limit")}
+    settings["epochs"] = 1 + args.timing_epochs
+    rounds = []
+    for r in range(args.rounds):
+        seconds = {}
+        # Every other round in reverse, so that a drift of the machine's
+        # speed over a round does not favour the methods measured first.
+        for method in methods if r % 2 == 0 else methods[::-1]:
+            config = training.TrainConfig(method=method, seed=r, output=None, verbose=0,
+                                          **settings)
+            seconds[method] = training.train(config, data=data).report["seconds_per_epoch"]
+            print(f"timing round {r + 1}/{args.rounds}: {method} "
+                  f"{seconds[method]:.2f} s/epoch", flush=True)
+        rounds.append({m: seconds[m] for m in methods})
+    ratios = {m: float(np.median([s[m] / s["none"] for s in rounds])) for m in methods}
+    return {
+        "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "epochs_timed": args.timing_epochs,
+        "rounds": rounds,
+        "ratio_to_none": ratios,
+        "cpu_count": os.cpu_count(),
+        "versions": {"keras_miamix": keras_miamix.__version__, "tensorflow": tf.__version__},
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=DEFAULT_DATA,
@@ -122,6 +166,12 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs")
     parser.add_argument("--quick", action="store_true", help="a few steps: a smoke test")
+    parser.add_argument("--timing", action="store_true",
+                        help="only measure each method's time per epoch against no mixing, "
+                             "interleaved in one process (the table's time column)")
+    parser.add_argument("--timing-epochs", type=int, default=3,
+                        help="timed epochs per method and round (after one untimed)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --timing")
     args = parser.parse_args(argv)
     if args.data.endswith(".npz") and not os.path.exists(args.data):
         print(f"Data not found at {args.data}; pass --data (or set KERAS_MIAMIX_CIFAR). "
@@ -140,6 +190,16 @@ def main(argv=None):
     if results["protocol"] not in (None, settings):
         parser.error(f"{args.results} holds runs of another protocol: {results['protocol']}")
     results["protocol"] = settings
+    if args.timing:
+        methods = list(args.methods or dict.fromkeys(m for m, _ in default_plan()))
+        timing = measure_epoch_times(methods, training.load_data(args.data), args)
+        results = load_results(args.results)  # the runs may have finished one meanwhile
+        results["protocol"] = settings
+        results["timing"] = timing
+        save_results(args.results, results)
+        print("time per epoch / no mixing: " + ", ".join(
+            f"{m} {r:.2f}" for m, r in timing["ratio_to_none"].items()), flush=True)
+        return 0
     done = {(r["method"], r["seed"]) for r in results["runs"]}
     todo = [p for p in plan if p not in done]
     print(f"{len(done)} runs done, {len(todo)} to go: {todo}", flush=True)

@@ -54,6 +54,13 @@ def summarise(results):
         by_method.setdefault(run["method"], []).append(run)
     base = by_method.get("none")
     base_seconds = np.mean([r["seconds_per_epoch"] for r in base]) if base else None
+    # The time column: `accuracy.py --timing` (all methods in one process,
+    # interleaved) where it was run, else the runs' own epoch times.
+    timing = results.get("timing", {})
+    timed = timing.get("ratio_to_none")
+    ranges = {m: (min(r[m] / r["none"] for r in timing["rounds"]),
+                  max(r[m] / r["none"] for r in timing["rounds"]))
+              for m in timed} if timed is not None else {}
     rows = []
     for method in sorted(by_method, key=lambda m: ORDER.index(m) if m in ORDER else 99):
         runs = sorted(by_method[method], key=lambda r: r["seed"])
@@ -70,7 +77,9 @@ def summarise(results):
             "nll": float(np.mean([r["nll"] for r in runs])),
             "mca": float(np.mean([r["mca"] for r in runs]) * 100),
             "seconds_per_epoch": seconds,
-            "time_ratio": seconds / base_seconds if base_seconds else None,
+            "time_ratio": (timed.get(method) if timed is not None
+                           else seconds / base_seconds if base_seconds else None),
+            "time_range": ranges.get(method),
             "corruptions": {name: float(np.mean([r["corruptions"][name]["mean"] for r in runs])
                                         * 100) for name in runs[0]["corruptions"]},
         }
@@ -88,7 +97,8 @@ def table(results):
         f"lr {p['lr']} cosine, weight decay {p['weight_decay']}; "
         f"{rows[0]['n'] and results['runs'][0]['train_images']} train / "
         f"{results['runs'][0]['test_images']} test CIFAR-10 images. "
-        f"{len(results['runs'])} runs in `benchmarks/results/accuracy.json`.",
+        f"{len(results['runs'])} runs in `benchmarks/results/accuracy.json`. "
+        + timing_source(results),
         "",
         "| method | top-1 % (mean ± std) | n | each seed | ECE % | NLL | mCA % "
         "| time/epoch x none |",
@@ -98,12 +108,29 @@ def table(results):
         std = f" ± {r['std']:.2f}" if r["std"] is not None else ""
         seeds = ", ".join(f"{a:.1f}" for a in r["accuracies"])
         ratio = f"{r['time_ratio']:.2f}" if r["time_ratio"] is not None else "-"
+        if r["time_range"] is not None and r["time_range"][0] != r["time_range"][1]:
+            ratio += f" ({r['time_range'][0]:.2f}-{r['time_range'][1]:.2f})"
         name = NAMES.get(r["method"], r["method"])
         if "student" in r:
             name += f" (student {r['student']:.1f})"
         lines.append(f"| {name} | {r['mean']:.2f}{std} | {r['n']} | {seeds} | {r['ece']:.2f} "
                      f"| {r['nll']:.3f} | {r['mca']:.2f} | {ratio} |")
     return "\n".join(lines)
+
+
+def timing_source(results):
+    """Where the table's time column comes from, in a sentence."""
+    timing = results.get("timing")
+    if not timing:
+        return ("Time per epoch: each run's own median epoch, against no mixing's runs "
+                "(taken at different times, on a machine other work may have shared: rough).")
+    rounds = timing["rounds"]
+    return (f"Time per epoch: `accuracy.py --timing` ({timing['measured'][:10]}, "
+            f"{timing.get('cpu_count', '?')} cores), every method trained "
+            f"{timing['epochs_timed']} timed epochs in one process, interleaved; the median "
+            f"over {len(rounds)} rounds of its time over no mixing's in the same round "
+            f"(no mixing: {np.median([r['none'] for r in rounds]):.1f} s an epoch); in brackets "
+            "the lowest and highest round.")
 
 
 def pooled_std(rows):
@@ -215,12 +242,15 @@ def plot(results, path):
                                    gridspec_kw={"width_ratios": [1, 1.4]})
     for r in rows:
         x = r["time_ratio"] if r["time_ratio"] is not None else 1.0
-        ax1.errorbar(x, r["mean"], yerr=r["std"] or 0, fmt="o", capsize=4)
+        lo, hi = r["time_range"] or (x, x)  # the timing rounds' spread
+        ax1.errorbar(x, r["mean"], yerr=r["std"] or 0, xerr=[[x - lo], [hi - x]], fmt="o",
+                     capsize=4)
         ax1.annotate(f"{_plain(r)} (n={r['n']})",
                      (x, r["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax1.set_xlabel("wall time per epoch / no mixing (2-core CPU)")
+    ax1.set_xlabel("wall time per epoch / no mixing (CPU)")
     ax1.set_ylabel("test top-1 accuracy (%)")
-    ax1.set_title("accuracy against training cost (mean ± std over seeds)")
+    ax1.set_title("accuracy (mean ± std over seeds) against training cost\n"
+                  "(median and range of the timing rounds)", fontsize=10)
     ax1.grid(alpha=0.3)
     names = list(rows[0]["corruptions"])
     grid = np.array([[r["corruptions"][n] for n in names] for r in rows])

@@ -57,6 +57,40 @@ def test_summary_statistics_on_hand_made_runs():
     assert mixup["std"] is None and mixup["time_ratio"] == 1.2
 
 
+def test_timing_interleaves_methods_and_feeds_the_time_column(tmp_path):
+    results = str(tmp_path / "acc.json")
+    args = ["--quick", "--data", "digits", "--results", results]
+    assert accuracy.main([*args, "--timing", "--methods", "mixup", "--rounds", "2",
+                          "--timing-epochs", "1"]) == 0
+    timing = json.load(open(results))["timing"]
+    assert len(timing["rounds"]) == 2 and timing["epochs_timed"] == 1
+    for r in timing["rounds"]:
+        assert list(r) == ["none", "mixup"] and all(v > 0 for v in r.values())
+    want = sorted(r["mixup"] / r["none"] for r in timing["rounds"])
+    assert abs(timing["ratio_to_none"]["mixup"] - (want[0] + want[1]) / 2) < 1e-12
+    assert timing["ratio_to_none"]["none"] == 1.0
+
+    # The column then comes from the timing, not from the runs' epochs.
+    def run(method, seconds):
+        return {"method": method, "seed": 0, "accuracy": 0.7, "ece": 0.1, "nll": 1.0,
+                "mca": 0.5, "seconds_per_epoch": seconds, "train_images": 10,
+                "test_images": 5, "corruptions": {"contrast": {"mean": 0.5}}}
+
+    fake = {"runs": [run("none", 10.0), run("mixup", 30.0), run("cutmix", 10.0)],
+            "timing": {"measured": "2026-12-02T00:00:00", "epochs_timed": 3, "cpu_count": 2,
+                       "rounds": [{"none": 6.0, "mixup": 6.6}],
+                       "ratio_to_none": {"none": 1.0, "mixup": 1.1}}}
+    rows = {r["method"]: r for r in report.summarise(fake)}
+    assert rows["mixup"]["time_ratio"] == 1.1 and rows["none"]["time_ratio"] == 1.0
+    assert rows["cutmix"]["time_ratio"] is None  # not timed: "-", not a guess
+    fake["protocol"] = {"model": "m", "epochs": 1, "batch_size": 2, "lr": 0.1,
+                        "weight_decay": 0.0}
+    text = report.table(fake)
+    assert "`accuracy.py --timing` (2026-12-02, 2 cores)" in text
+    assert "(no mixing: 6.0 s an epoch)" in text
+    assert text.splitlines()[-1].endswith("| - |")  # CutMix's row
+
+
 def test_the_readme_tables_match_the_committed_results():
     assert report.main(["--check"]) == 0
 
