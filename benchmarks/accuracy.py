@@ -143,15 +143,22 @@ def measure_epoch_times(methods, data, args):
             print(f"timing round {r + 1}/{args.rounds}: {method} "
                   f"{seconds[method]:.2f} s/epoch", flush=True)
         rounds.append({m: seconds[m] for m in methods})
-    ratios = {m: float(np.median([s[m] / s["none"] for s in rounds])) for m in methods}
     return {
         "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "epochs_timed": args.timing_epochs,
         "rounds": rounds,
-        "ratio_to_none": ratios,
+        **ratios_to_none(rounds),
         "cpu_count": os.cpu_count(),
         "versions": {"keras_miamix": keras_miamix.__version__, "tensorflow": tf.__version__},
     }
+
+
+def ratios_to_none(rounds):
+    """Per method, the median over rounds of its time over no mixing's in the
+    same round ("ratio_to_none") and the lowest and highest ("ratio_range")."""
+    per_round = {m: [r[m] / r["none"] for r in rounds] for m in rounds[0]}
+    return {"ratio_to_none": {m: float(np.median(v)) for m, v in per_round.items()},
+            "ratio_range": {m: [min(v), max(v)] for m, v in per_round.items()}}
 
 
 def main(argv=None):

@@ -58,9 +58,7 @@ def summarise(results):
     # interleaved) where it was run, else the runs' own epoch times.
     timing = results.get("timing", {})
     timed = timing.get("ratio_to_none")
-    ranges = {m: (min(r[m] / r["none"] for r in timing["rounds"]),
-                  max(r[m] / r["none"] for r in timing["rounds"]))
-              for m in timed} if timed is not None else {}
+    ranges = timing.get("ratio_range", {})
     rows = []
     for method in sorted(by_method, key=lambda m: ORDER.index(m) if m in ORDER else 99):
         runs = sorted(by_method[method], key=lambda r: r["seed"])
