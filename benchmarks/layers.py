@@ -66,6 +66,28 @@ BASELINES = {
 NUM_CLASSES = 10
 
 
+def cpu_description():
+    """The CPU's model name and its widest vector extensions, from
+    /proc/cpuinfo (else `platform.processor()`): the ratios to the blend move
+    between CPUs (XLA's code for FMix's selection and FFT above all), so each
+    row records the one it was measured on."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "unknown"
+    fields = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name", "")
+    flags = fields.get("flags", "").split()
+    wide = [f for f in ("avx2", "avx512f", "amx_tile") if f in flags]
+    return f"{model or platform.processor() or 'unknown'} ({', '.join(wide) or 'no AVX2'})"
+
+
 def make_ours(name, **kwargs):
     return getattr(km, name)(seed=0, **kwargs)
 
@@ -205,7 +227,8 @@ def run(shapes, methods, warmup, repeats):
                                 ({"images": images, "labels": labels},))
             ms = time_interleaved(calls, warmup, reps)
             row = {"method": name, "shape": list(shape),
-                   "measured": time.strftime("%Y-%m-%d", time.gmtime()), "blend_ms": ms["blend"],
+                   "measured": time.strftime("%Y-%m-%d", time.gmtime()), "cpu": cpu_description(),
+                   "blend_ms": ms["blend"],
                    "blend_xla_ms": ms["blend_xla"], "ms": ms["ours"], "xla_ms": ms["ours_xla"],
                    "ratio_blend": ms["ours"] / ms["blend"],
                    "xla_ratio_blend": ms["ours_xla"] / ms["blend_xla"], "baselines": {}}

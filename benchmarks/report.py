@@ -316,11 +316,16 @@ def layers_table(results):
     repeated = {}
     for r in results["rows"]:
         if r.get("runs", 1) > 1:
-            repeated.setdefault((r["runs"], r.get("measured", "?")), []).append(r["method"])
-    for (runs, date), names in sorted(repeated.items()):
+            key = (r["runs"], r.get("measured", "?"), r.get("cpu"))
+            repeated.setdefault(key, []).append(r["method"])
+    cpus = [r.get("cpu") for r in results["rows"]]
+    unrecorded = any(cpus) and not all(cpus)
+    for (runs, date, cpu), names in sorted(repeated.items(), key=str):
         names = ", ".join(dict.fromkeys(names))
+        where = f", on {cpu}" if cpu else ""
         lines += ["", f"{names}: each figure is its median over {runs} runs (each a fresh "
-                  f"process with its own blend and baselines, {date}); the other rows one run."]
+                  f"process with its own blend and baselines, {date}{where}); the other rows "
+                  "one run" + (" (their CPU not recorded)" if unrecorded else "") + "."]
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ def test_each_method_is_measured_in_its_own_process_and_merged(tmp_path):
         assert r["ms"] > 0 and r["xla_ms"] > 0
         assert abs(r["ratio_blend"] - r["ms"] / r["blend_ms"]) < 1e-9
         assert abs(r["xla_ratio_blend"] - r["xla_ms"] / r["blend_xla_ms"]) < 1e-9
+        assert r["cpu"] == layers.cpu_description() and r["cpu"]
     # The Keras core baseline is measured beside MixUp, in the same process.
     assert "keras.MixUp" in rows[0]["baselines"] and rows[1]["baselines"] == {}
     # Each process printed its own row.
@@ -126,3 +127,11 @@ def test_layers_table_says_which_rows_are_medians():
     assert text.splitlines()[-1] == (
         "FMix, MiAMix: each figure is its median over 3 runs (each a fresh process with its "
         "own blend and baselines, 2026-11-24); the other rows one run.")
+    # Rows that record their CPU say so, and flag the rows that do not.
+    cpu = "Xeon (avx2, avx512f)"
+    text = report.layers_table({"tensorflow": "2.21", "keras": "3.15", "rows": [
+        row("MixUp"), row("FMix", runs=3, measured="2026-12-02", cpu=cpu)]})
+    assert text.splitlines()[-1] == (
+        "FMix: each figure is its median over 3 runs (each a fresh process with its own blend "
+        "and baselines, 2026-12-02, on Xeon (avx2, avx512f)); the other rows one run (their "
+        "CPU not recorded).")
