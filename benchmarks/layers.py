@@ -279,23 +279,35 @@ def main():
     print(f"TF {tf.__version__}, Keras {keras.__version__}, "
           f"devices: {[d.device_type for d in tf.config.list_logical_devices()]}")
     if args.in_process or len(shapes) * len(methods) == 1:
-        rows = measure(shapes, methods, args)
+        write_rows(args, measure(shapes, methods, args))
     else:
         rows = []
         for shape in shapes:
             for name in methods:
                 runs = [measure_in_subprocess(shape, name, args)[0] for _ in range(args.runs)]
                 rows.append(combine_runs(runs))
-    if args.json:
-        header = {"tensorflow": tf.__version__, "keras": keras.__version__,
-                  "devices": [d.device_type for d in tf.config.list_logical_devices()],
-                  "cpu_count": os.cpu_count(), "data": os.path.basename(args.data or "digits")}
-        if args.update and os.path.exists(args.json):
-            with open(args.json) as f:
-                old = json.load(f)
-            rows = merge_rows(old, header, rows)
-        with open(args.json, "w") as f:
-            json.dump({**header, "rows": rows}, f, indent=2)
+                # Written as each row is done, so that a long run stopped
+                # (or a process that fails) keeps the rows before it.
+                write_rows(args, rows, partial=True)
+        write_rows(args, rows)
+
+
+def write_rows(args, rows, partial=False):
+    """Writes `rows` to `--json` (with `--update`, merged into the file's
+    rows); `partial` marks a file written before the run's last row."""
+    if not args.json:
+        return
+    header = {"tensorflow": tf.__version__, "keras": keras.__version__,
+              "devices": [d.device_type for d in tf.config.list_logical_devices()],
+              "cpu_count": os.cpu_count(), "data": os.path.basename(args.data or "digits")}
+    if args.update and os.path.exists(args.json):
+        with open(args.json) as f:
+            rows = merge_rows(json.load(f), header, rows)
+    tmp = args.json + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({**header, **({"partial": True} if partial else {}), "rows": rows}, f,
+                  indent=2)
+    os.replace(tmp, args.json)
 
 
 RATIO_FIELDS = ("ratio_blend", "xla_ratio_blend", "tfdata.compiled_ratio_blend",
@@ -364,8 +376,16 @@ def measure_in_subprocess(shape, name, args):
         if args.data:
             cmd += ["--data", args.data]
         result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode < 0:
+            # Killed by a signal: once, a segfault inside TensorFlow at
+            # 224 px that 900 further calls of the same layer did not repeat.
+            # Said, then measured again once.
+            print(f"{name} {shape}: the process died of signal {-result.returncode}; "
+                  "measuring again", flush=True)
+            result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"{name} {shape} failed:\n{result.stderr[-3000:]}")
+            raise RuntimeError(f"{name} {shape} failed ({result.returncode}):\n"
+                               f"{result.stderr[-3000:]}")
         print("\n".join(line for line in result.stdout.splitlines()[1:] if line.strip()),
               flush=True)
         with open(out) as f:

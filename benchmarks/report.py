@@ -326,6 +326,8 @@ def layers_table(results):
         lines += ["", f"{names}: each figure is its median over {runs} runs (each a fresh "
                   f"process with its own blend and baselines, {date}{where}); the other rows "
                   "one run" + (" (their CPU not recorded)" if unrecorded else "") + "."]
+    if results.get("partial"):
+        lines += ["", "**Partial:** `layers.py` wrote these rows before its run ended."]
     return "\n".join(lines)
 
 

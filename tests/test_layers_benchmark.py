@@ -100,6 +100,29 @@ def test_update_replaces_only_the_measured_rows():
         layers.merge_rows({**old, "tensorflow": "2.20"}, header, new)
 
 
+def test_rows_are_written_as_they_finish(tmp_path):
+    import argparse
+
+    path = tmp_path / "layers.json"
+    args = argparse.Namespace(json=str(path), update=True, data=None)
+    layers.write_rows(argparse.Namespace(json=str(path), update=False, data=None), [
+        {"method": "MixUp", "shape": [4, 8, 8, 3], "ms": 1.0},
+        {"method": "FMix", "shape": [4, 8, 8, 3], "ms": 2.0}])
+    # A run of --update that stopped after its first row: that row merged,
+    # the file marked partial; the run's end clears the mark.
+    layers.write_rows(args, [{"method": "FMix", "shape": [4, 8, 8, 3], "ms": 5.0}],
+                      partial=True)
+    saved = json.load(open(path))
+    assert saved["partial"] is True
+    assert [(r["method"], r["ms"]) for r in saved["rows"]] == [("MixUp", 1.0), ("FMix", 5.0)]
+    layers.write_rows(args, [{"method": "FMix", "shape": [4, 8, 8, 3], "ms": 5.0},
+                             {"method": "GMix", "shape": [4, 8, 8, 3], "ms": 6.0}])
+    saved = json.load(open(path))
+    assert "partial" not in saved and not os.path.exists(str(path) + ".tmp")
+    assert [(r["method"], r["ms"]) for r in saved["rows"]] == [
+        ("MixUp", 1.0), ("FMix", 5.0), ("GMix", 6.0)]
+
+
 def test_runs_combine_into_medians_and_ranges():
     runs = [{"method": "FMix", "shape": [4, 8, 8, 3], "ms": ms, "ratio_blend": ratio,
              "xla_ratio_blend": 2.0, "baselines": {"k": {"ms": ms}},
