@@ -318,17 +318,35 @@ def layers_table(results):
         if r.get("runs", 1) > 1:
             key = (r["runs"], r.get("measured", "?"), r.get("cpu"))
             repeated.setdefault(key, []).append(r["method"])
-    cpus = [r.get("cpu") for r in results["rows"]]
-    unrecorded = any(cpus) and not all(cpus)
     for (runs, date, cpu), names in sorted(repeated.items(), key=str):
         names = ", ".join(dict.fromkeys(names))
         where = f", on {cpu}" if cpu else ""
         lines += ["", f"{names}: each figure is its median over {runs} runs (each a fresh "
                   f"process with its own blend and baselines, {date}{where}); the other rows "
-                  "one run" + (" (their CPU not recorded)" if unrecorded else "") + "."]
+                  f"one run{_single_runs_note(results['rows'])}."]
     if results.get("partial"):
         lines += ["", "**Partial:** `layers.py` wrote these rows before its run ended."]
     return "\n".join(lines)
+
+
+def _single_runs_note(rows):
+    """When and on which CPU the one-run rows were measured, where any row
+    records its CPU: nothing when none does, else each group's date and CPU,
+    or that a group's CPU was not recorded."""
+    if not any(r.get("cpu") for r in rows):
+        return ""
+    groups = {}
+    for r in rows:
+        if r.get("runs", 1) == 1:
+            groups.setdefault((r.get("measured"), r.get("cpu")), []).append(r["method"])
+
+    def where(date, cpu):
+        return f"{date}, on {cpu}" if cpu else "their CPU not recorded"
+
+    if len(groups) == 1:
+        return f" ({where(*next(iter(groups)))})"
+    return " (" + "; ".join(f"{', '.join(dict.fromkeys(names))}: {where(*key)}"
+                            for key, names in sorted(groups.items(), key=str)) + ")"
 
 
 def layer_targets(results):

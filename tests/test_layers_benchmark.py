@@ -158,3 +158,15 @@ def test_layers_table_says_which_rows_are_medians():
         "FMix: each figure is its median over 3 runs (each a fresh process with its own blend "
         "and baselines, 2026-12-02, on Xeon (avx2, avx512f)); the other rows one run (their "
         "CPU not recorded).")
+    # Once every row records it, the one-run rows say when and where.
+    text = report.layers_table({"tensorflow": "2.21", "keras": "3.15", "rows": [
+        row("MixUp", measured="2026-12-03", cpu=cpu), row("GMix", measured="2026-12-03", cpu=cpu),
+        row("FMix", runs=3, measured="2026-12-02", cpu=cpu)]})
+    assert text.splitlines()[-1].endswith(
+        "the other rows one run (2026-12-03, on Xeon (avx2, avx512f)).")
+    text = report.layers_table({"tensorflow": "2.21", "keras": "3.15", "rows": [
+        row("MixUp", measured="2026-12-03", cpu=cpu), row("GMix"),
+        row("FMix", runs=3, measured="2026-12-02", cpu=cpu)]})
+    assert text.splitlines()[-1].endswith(
+        "the other rows one run (MixUp: 2026-12-03, on Xeon (avx2, avx512f); GMix: their CPU "
+        "not recorded).")
