@@ -318,12 +318,15 @@ def layers_table(results):
         if r.get("runs", 1) > 1:
             key = (r["runs"], r.get("measured", "?"), r.get("cpu"))
             repeated.setdefault(key, []).append(r["method"])
+    singles = any(r.get("runs", 1) == 1 for r in results["rows"])
     for (runs, date, cpu), names in sorted(repeated.items(), key=str):
-        names = ", ".join(dict.fromkeys(names))
+        who = ("Every row" if len(names) == len(results["rows"])
+               else ", ".join(dict.fromkeys(names)))
         where = f", on {cpu}" if cpu else ""
-        lines += ["", f"{names}: each figure is its median over {runs} runs (each a fresh "
-                  f"process with its own blend and baselines, {date}{where}); the other rows "
-                  f"one run{_single_runs_note(results['rows'])}."]
+        others = (f"; the other rows one run{_single_runs_note(results['rows'])}"
+                  if singles else "")
+        lines += ["", f"{who}: each figure is its median over {runs} runs (each a fresh "
+                  f"process with its own blend and baselines, {date}{where}){others}."]
     if results.get("partial"):
         lines += ["", "**Partial:** `layers.py` wrote these rows before its run ended."]
     return "\n".join(lines)

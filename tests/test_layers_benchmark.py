@@ -170,3 +170,9 @@ def test_layers_table_says_which_rows_are_medians():
     assert text.splitlines()[-1].endswith(
         "the other rows one run (MixUp: 2026-12-03, on Xeon (avx2, avx512f); GMix: their CPU "
         "not recorded).")
+    # Every row a median over the same runs: no "other rows".
+    text = report.layers_table({"tensorflow": "2.21", "keras": "3.15", "rows": [
+        row(m, runs=3, measured="2026-12-02", cpu=cpu) for m in ("MixUp", "FMix")]})
+    assert text.splitlines()[-1] == (
+        "Every row: each figure is its median over 3 runs (each a fresh process with its own "
+        "blend and baselines, 2026-12-02, on Xeon (avx2, avx512f)).")
