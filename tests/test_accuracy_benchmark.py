@@ -122,3 +122,20 @@ def test_findings_on_hand_made_runs():
     # Ties keep the paper's order; MixUp (49) falls below no mixing (50).
     assert ("here (mCA) MiAMix 60.00 > AutoMix 50.00 > no mixing 50.00 > CutMix 50.00 > "
             "MixUp 49.00, a different order.") in text
+
+
+def test_findings_say_where_the_mca_differs():
+    def run(method, noise, contrast, blur):
+        corr = {"gaussian_noise": noise, "contrast": contrast, "defocus_blur": blur}
+        return {"method": method, "seed": 0, "accuracy": 0.8, "ece": 0.1, "nll": 1.0,
+                "mca": sum(corr.values()) / 3, "seconds_per_epoch": 10.0,
+                "corruptions": {k: {"mean": v} for k, v in corr.items()}}
+
+    text = report.findings({"runs": [run("none", 0.50, 0.40, 0.60),
+                                     run("cutmix", 0.30, 0.45, 0.60),
+                                     run("miamix", 0.55, 0.50, 0.58)]})
+    line = next(t for t in text.splitlines() if "Where the mCA differences" in t)
+    assert line.endswith(
+        ": CutMix above on 1 of 3, most lost gaussian noise (-20.0), most gained contrast "
+        "(+5.0); MiAMix above on 2 of 3, most lost defocus blur (-2.0), most gained contrast "
+        "(+10.0).")
