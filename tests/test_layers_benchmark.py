@@ -80,7 +80,9 @@ def test_layer_targets_on_hand_made_rows():
     assert not any(line.startswith("| MixUp") for line in lines)  # no budget of its own
     assert "- XLA at most `tf.function`'s time: not for FMix at 4x224x224x3." in lines
     assert ("- MiAMix's `tf.data` pipeline against the no-mixing one at 8x32x32x3 (budget "
-            "0.5x): compiled 0.25x, uncompiled 0.10x; the plain blend's pipeline 0.50x.") in lines
+            "0.5x): compiled 0.25x, uncompiled 0.10x; the plain blend's pipeline 0.50x. So 0.5x "
+            "asks MiAMix's pipeline for 1.00x the plain blend's throughput; compiled it gets "
+            "0.50x.") in lines
 
 
 def test_update_replaces_only_the_measured_rows():
