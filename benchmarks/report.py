@@ -256,13 +256,21 @@ def plot(results, path):
     rows = summarise(results)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6),
                                    gridspec_kw={"width_ratios": [1, 1.4]})
+    points = []
     for r in rows:
         x = r["time_ratio"] if r["time_ratio"] is not None else 1.0
         lo, hi = r["time_range"] or (x, x)  # the timing rounds' spread
         ax1.errorbar(x, r["mean"], yerr=r["std"] or 0, xerr=[[x - lo], [hi - x]], fmt="o",
                      capsize=4)
-        ax1.annotate(f"{_plain(r)} (n={r['n']})",
-                     (x, r["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        points.append((x, r["mean"], f"{_plain(r)} (n={r['n']})"))
+    # Labels beside their points, moved up where two would overlap.
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    dx = 0.015 * max(max(xs) - min(xs), 1.0)
+    dy = 0.01 * max(max(ys) - min(ys), 1.0)
+    for (x, y, text), h in zip(points, _label_heights(points)):
+        ax1.annotate(text, (x, y), xytext=(x + dx, h + dy), fontsize=8, va="bottom",
+                     arrowprops=None if h == y else {"arrowstyle": "-", "lw": 0.5,
+                                                     "color": "grey"})
     ax1.set_xlabel("wall time per epoch / no mixing (CPU)")
     ax1.set_ylabel("test top-1 accuracy (%)")
     ax1.set_title("accuracy (mean ± std over seeds) against training cost\n"
@@ -283,6 +291,25 @@ def plot(results, path):
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=90)
+
+
+def _label_heights(points, gap_fraction=0.045, near_fraction=0.25):
+    """Heights for the points' labels (x, y, text) so that no two labels
+    whose points are near in x sit closer than `gap_fraction` of the y range:
+    from the lowest point up, each label moves up past the ones placed."""
+    ys = [p[1] for p in points]
+    xs = [p[0] for p in points]
+    gap = gap_fraction * max(max(ys) - min(ys), 1e-9)
+    near = near_fraction * max(max(xs) - min(xs), 1e-9)
+    placed, heights = [], [None] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: ys[i]):
+        h = ys[i]
+        for px, ph in sorted(placed, key=lambda p: p[1]):
+            if abs(px - xs[i]) < near and abs(ph - h) < gap:
+                h = ph + gap
+        placed.append((xs[i], h))
+        heights[i] = h
+    return heights
 
 
 def replace_section(text, body, begin=BEGIN, end=END):

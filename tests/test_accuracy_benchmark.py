@@ -139,3 +139,13 @@ def test_findings_say_where_the_mca_differs():
         ": CutMix above on 1 of 3, most lost gaussian noise (-20.0), most gained contrast "
         "(+5.0); MiAMix above on 2 of 3, most lost defocus blur (-2.0), most gained contrast "
         "(+10.0).")
+
+
+def test_plot_labels_do_not_overlap():
+    # y range 10: gap 0.45. B sits 0.1 above A at the same x and moves up one
+    # gap; C, close to B's label, moves past it; D is far in x and stays.
+    points = [(1.0, 70.0, "A"), (1.02, 70.1, "B"), (1.0, 70.5, "C"), (5.0, 70.05, "D"),
+              (1.0, 80.0, "E")]
+    heights = report._label_heights(points)
+    assert heights[0] == 70.0 and heights[3] == 70.05 and heights[4] == 80.0
+    assert abs(heights[1] - 70.45) < 1e-9 and abs(heights[2] - 70.9) < 1e-9
