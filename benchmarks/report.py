@@ -226,8 +226,10 @@ def _per_corruption(rows, base):
             continue
         diff = {n: r["corruptions"][n] - base["corruptions"][n] for n in base["corruptions"]}
         worst, best = min(diff, key=diff.get), max(diff, key=diff.get)
+        low = "most lost" if diff[worst] < 0 else "least gained"
+        high = "most gained" if diff[best] > 0 else "least lost"
         parts.append(f"{_plain(r)} above on {sum(d > 0 for d in diff.values())} of {len(diff)}, "
-                     f"most lost {worst.replace('_', ' ')} ({diff[worst]:+.1f}), most gained "
+                     f"{low} {worst.replace('_', ' ')} ({diff[worst]:+.1f}), {high} "
                      f"{best.replace('_', ' ')} ({diff[best]:+.1f})")
     return ("- **Where the mCA differences come from** (each corruption's accuracy, mean of "
             "severities 1-5, against no mixing's): " + "; ".join(parts) + ".")

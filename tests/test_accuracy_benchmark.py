@@ -133,12 +133,17 @@ def test_findings_say_where_the_mca_differs():
 
     text = report.findings({"runs": [run("none", 0.50, 0.40, 0.60),
                                      run("cutmix", 0.30, 0.45, 0.60),
-                                     run("miamix", 0.55, 0.50, 0.58)]})
+                                     run("miamix", 0.55, 0.50, 0.58),
+                                     run("fmix", 0.45, 0.39, 0.50),
+                                     run("gmix", 0.51, 0.45, 0.70)]})
     line = next(t for t in text.splitlines() if "Where the mCA differences" in t)
+    # Below on every corruption, or above on every one, the words follow.
     assert line.endswith(
         ": CutMix above on 1 of 3, most lost gaussian noise (-20.0), most gained contrast "
-        "(+5.0); MiAMix above on 2 of 3, most lost defocus blur (-2.0), most gained contrast "
-        "(+10.0).")
+        "(+5.0); FMix above on 0 of 3, most lost defocus blur (-10.0), least lost contrast "
+        "(-1.0); GMix above on 3 of 3, least gained gaussian noise (+1.0), most gained "
+        "defocus blur (+10.0); MiAMix above on 2 of 3, most lost defocus blur (-2.0), most "
+        "gained contrast (+10.0).")
 
 
 def test_plot_labels_do_not_overlap():
