@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -78,7 +79,15 @@ def test_backup_and_restore_resumes_after_a_worker_stops(tmp_path):
     procs = start("resume", tmp_path, env={"STOP_AFTER_EPOCH": "0"})
     procs[1].communicate(timeout=600)
     assert procs[1].returncode == 3  # stopped at the end of epoch 0
-    procs[0].kill()  # its peer is gone: it would wait in the next all-reduce
+    # Its peer is gone, so worker 0 would wait in the next all-reduce: kill
+    # it, but only once its epoch-0 backup is written (killed while writing
+    # it, the restart read a truncated HDF5 file).
+    saved = os.path.join(tmp_path, "saved-0.txt")
+    deadline = time.monotonic() + 300
+    while not (os.path.exists(saved) and open(saved).read().split()[:1] == ["0"]):
+        assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].communicate()
+        time.sleep(0.2)
+    procs[0].kill()
     procs[0].communicate()
     finish(start("resume", tmp_path))
     for i in (0, 1):

@@ -14,7 +14,8 @@ PHASE is one of
   process, for comparison);
 * "resume": three epochs with `keras.callbacks.BackupAndRestore`; with the
   environment variable STOP_AFTER_EPOCH set, worker 1 exits at the end of that
-  epoch, as a stopped machine would.
+  epoch, as a stopped machine would; each worker appends an epoch to
+  `saved-INDEX.txt` once that epoch's backup is written.
 """
 
 import json
@@ -122,13 +123,21 @@ elif PHASE == "resume":
             with open(os.path.join(OUT, f"epochs-{INDEX}.txt"), "a") as f:
                 f.write(f"{epoch}\n")
 
+    class Saved(keras.callbacks.Callback):
+        # After the backup's own `on_epoch_end`: this epoch's backup is
+        # written, so the test may kill this worker without cutting it short.
+        def on_epoch_end(self, epoch, logs=None):
+            with open(os.path.join(OUT, f"saved-{INDEX}.txt"), "a") as f:
+                f.write(f"{epoch}\n")
+
     with strategy.scope():
         model = km.models.MixModel(resnet(), km.MiAMix(num_classes=4, seed=0))
         model.compile(keras.optimizers.SGD(0.05), LOSS)
     # One directory per worker: Keras 3's callback writes the same file from
     # every worker (two workers on one disk collide on its HDF5 lock).
     backup = keras.callbacks.BackupAndRestore(os.path.join(OUT, f"backup-{INDEX}"))
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[Epochs(), backup, Stop()])
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+              callbacks=[Epochs(), backup, Saved(), Stop()])
     save("resume", weights(model))
 
 print(f"WORKER_{INDEX}_OK", flush=True)
