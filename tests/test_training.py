@@ -189,6 +189,32 @@ def test_an_interrupted_run_resumes_from_its_output_folder(digits, tmp_path):
     assert not os.path.exists(tmp_path / "backup")
 
 
+def test_a_run_stopped_while_writing_its_backup_resumes_from_the_epoch_before(digits, tmp_path):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise _StopAt()
+
+    config = training.TrainConfig(method="mixup", output=str(tmp_path), **{**QUICK, "epochs": 3})
+    with pytest.raises(_StopAt):
+        training.train(config, data=digits, callbacks=[Interrupt()])
+    # Epoch 1's backup cut short, as a stop in the middle of writing it does.
+    weights = tmp_path / "backup" / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+    class Count(keras.callbacks.Callback):
+        epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    result = training.train(config, data=digits, callbacks=[Count()])
+    assert Count.epochs == [1, 2]  # from epoch 0's backup
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+
+
 def test_same_seed_same_run(digits):
     a = training.train(training.TrainConfig(method="cutmix", **QUICK), data=digits)
     b = training.train(training.TrainConfig(method="cutmix", **QUICK), data=digits)

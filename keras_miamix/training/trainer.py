@@ -157,7 +157,11 @@ def train(config, data=None, callbacks=None):
         # Build every weight (optimizer included) before a backup is restored.
         if not model.built:
             model.build((None, *data.image_shape))
-        all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup")))
+        # `double_checkpoint`: the backup is overwritten in place at each
+        # epoch's end, so a run stopped while writing it leaves a truncated
+        # file; the restart then falls back to the epoch before.
+        all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup"),
+                                                              double_checkpoint=True))
     model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, shuffle=False,
               validation_data=test_ds, callbacks=all_callbacks, verbose=config.verbose)
 
