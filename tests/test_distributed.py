@@ -82,9 +82,9 @@ def test_backup_and_restore_resumes_after_a_worker_stops(tmp_path):
     # Its peer is gone, so worker 0 would wait in the next all-reduce: kill
     # it, but only once its epoch-0 backup is written (killed while writing
     # it, the restart read a truncated HDF5 file).
-    saved = os.path.join(tmp_path, "saved-0.txt")
+    saved = tmp_path / "saved-0.txt"
     deadline = time.monotonic() + 300
-    while not (os.path.exists(saved) and open(saved).read().split()[:1] == ["0"]):
+    while not (saved.exists() and saved.read_text().split()[:1] == ["0"]):
         assert procs[0].poll() is None and time.monotonic() < deadline, procs[0].communicate()
         time.sleep(0.2)
     procs[0].kill()
