@@ -16,6 +16,14 @@ already there are skipped, and an interrupted run resumes from its backup in
     nohup python benchmarks/accuracy.py > accuracy.log 2>&1 &
     python benchmarks/report.py        # README table and docs/accuracy.png
 
+`--work` is not committed, and a run can be longer than a working session (an
+AutoMix run is 2.5 to 4.5 hours on 2 cores), so at the end of every epoch the
+unfinished run also writes its state to `--progress`
+(`benchmarks/results/progress/METHOD-seedSEED/`: the weights, optimizer and
+random state of epoch E as `epoch-EEEE.weights.h5`, with its `history.json`),
+which is committed. A run that finds no backup in `--work` restores it from
+there and continues at epoch E; a finished run removes its folder.
+
 The runs' own epoch times are taken whenever each ran, on a machine that other
 work may have shared, so the table's time column comes from `--timing`
 instead: every method of the plan trains a few epochs in one process, the
@@ -30,13 +38,17 @@ is divided by no mixing's of the same round:
 
 import argparse
 import datetime
+import glob
 import json
 import os
+import re
+import shutil
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -48,6 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.environ.get(
     "KERAS_MIAMIX_CIFAR", os.path.join(HERE, "..", "..", "shared", "data", "cifar10_subset.npz"))
 DEFAULT_RESULTS = os.path.join(HERE, "results", "accuracy.json")
+DEFAULT_PROGRESS = os.path.join(HERE, "results", "progress")
 HEADLINE = ("none", "mixup", "miamix", "cutmix")
 OTHERS = ("fmix", "gridmix", "gmix", "agmix", "resizemix", "manifold_mixup",
           "keras_mixup", "keras_cutmix", "automix")
@@ -87,14 +100,86 @@ def save_results(path, results):
     os.replace(tmp, path)
 
 
+_SNAPSHOT = re.compile(r"epoch-(\d+)\.weights\.h5$")
+
+
+def snapshots(folder):
+    """(epoch, path) of the progress snapshots in `folder`, newest first."""
+    found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(folder, "*.h5"))
+             if (m := _SNAPSHOT.search(os.path.basename(path)))]
+    return sorted(found, reverse=True)
+
+
+class ProgressSnapshot(keras.callbacks.Callback):
+    """At each epoch's end, the fitted model's weights (the optimizer's state
+    and AutoMix's teacher and Mix Block included) as `epoch-E.weights.h5` in
+    `folder`, where E is the number of epochs done, with a copy of the run's
+    `history.json`; the older snapshot is then removed. Each file is written
+    under a temporary name and renamed, so a stop at any moment leaves the
+    last whole snapshot. As with any `BackupAndRestore` resume, a run resumed
+    from it continues from those weights, and its later batches are drawn
+    anew (the pipeline's shuffle and the pipeline's mixing layer restart)."""
+
+    def __init__(self, folder, history_path):
+        super().__init__()
+        self.folder = folder
+        self.history_path = history_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.folder, exist_ok=True)
+        if os.path.exists(self.history_path):  # written by an earlier callback
+            shutil.copyfile(self.history_path, os.path.join(self.folder, "history.json.tmp"))
+            os.replace(os.path.join(self.folder, "history.json.tmp"),
+                       os.path.join(self.folder, "history.json"))
+        path = os.path.join(self.folder, f"epoch-{epoch + 1:04d}.weights.h5")
+        partial = os.path.join(self.folder, "partial.weights.h5")
+        self.model.save_weights(partial)
+        os.replace(partial, path)
+        for _, older in snapshots(self.folder)[1:]:
+            os.remove(older)
+
+
+def restore_progress(folder, work):
+    """Seeds the run's `work` folder from its snapshot in `folder` when the
+    snapshot is further on than the backup there (none, on a new machine):
+    Keras's `BackupAndRestore` then resumes at the snapshot's epoch. Returns
+    that epoch, or None when nothing was restored."""
+    found = snapshots(folder)
+    if not found:
+        return None
+    epoch, path = found[0]
+    backup = os.path.join(work, "backup")
+    metadata = os.path.join(backup, "training_metadata.json")
+    if os.path.exists(metadata):
+        with open(metadata) as f:
+            if json.load(f)["epoch"] >= epoch:
+                return None
+    os.makedirs(backup, exist_ok=True)
+    shutil.copyfile(path, os.path.join(backup, "latest.weights.h5"))
+    for stale in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        if os.path.exists(os.path.join(backup, stale)):
+            os.remove(os.path.join(backup, stale))
+    with open(metadata, "w") as f:
+        json.dump({"epoch": epoch, "batch": 0}, f)
+    if os.path.exists(os.path.join(folder, "history.json")):
+        shutil.copyfile(os.path.join(folder, "history.json"), os.path.join(work, "history.json"))
+    return epoch
+
+
 def run_one(method, seed, data, args):
     settings = protocol(args.quick)
     limits = {k: settings.pop(k) for k in ("limit", "test_limit") if k in settings}
-    work = os.path.join(args.work, f"{method}-seed{seed}")
+    name = f"{method}-seed{seed}"
+    work = os.path.join(args.work, name)
+    progress = os.path.join(args.progress, name)
+    resumed = restore_progress(progress, work)
+    if resumed is not None:
+        print(f"=== {name}: restored from {progress} at epoch {resumed}", flush=True)
     config = training.TrainConfig(method=method, seed=seed, output=work,
                                   verbose=0 if args.quick else 2, **settings)
     start = time.time()
-    result = training.train(config, data=data)
+    snapshot = ProgressSnapshot(progress, os.path.join(work, "history.json"))
+    result = training.train(config, data=data, callbacks=[snapshot])
     train_seconds = time.time() - start
     images, labels = data.take_images(limits.get("test_limit", data.test_size), "test")
     scores = evaluation.evaluate_classifier(
@@ -115,6 +200,8 @@ def run_one(method, seed, data, args):
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"keras_miamix": keras_miamix.__version__, "tensorflow": tf.__version__},
     }
+    if resumed is not None:
+        entry["resumed_at_epoch"] = resumed
     if method == "automix":
         entry["student_accuracy"] = result.report["student_accuracy"]
     return entry
@@ -169,6 +256,8 @@ def main(argv=None):
     parser.add_argument("--results", default=DEFAULT_RESULTS)
     parser.add_argument("--work", default=os.path.join(HERE, "results", "work"),
                         help="folder of the runs' backups and files")
+    parser.add_argument("--progress", default=DEFAULT_PROGRESS,
+                        help="folder of the unfinished runs' snapshots (committed)")
     parser.add_argument("--methods", nargs="+", help="only these methods (default: the plan)")
     parser.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs")
@@ -221,6 +310,7 @@ def main(argv=None):
         results["runs"] = [r for r in results["runs"]
                            if (r["method"], r["seed"]) != (method, seed)] + [entry]
         save_results(args.results, results)
+        shutil.rmtree(os.path.join(args.progress, f"{method}-seed{seed}"), ignore_errors=True)
         print(f"=== {method} seed {seed}: accuracy {entry['accuracy']:.4f}, "
               f"ECE {entry['ece']:.4f}, mCA {entry['mca']:.4f}", flush=True)
     return 0

@@ -39,3 +39,34 @@ def cifar():
         pytest.skip(f"CIFAR-10 subset not found at {DATA_PATH}")
     data = np.load(DATA_PATH)
     return data
+
+
+class StopAt(Exception):
+    """Raised by `stop_before`: a run stopped from outside."""
+
+
+def stop_before(stop_epoch):
+    """A callback that stops training as `stop_epoch` begins."""
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == stop_epoch:
+                raise StopAt()
+
+    return Interrupt()
+
+
+def epoch_counter():
+    """A callback whose `epochs` lists the epochs that began."""
+    import keras
+
+    class Count(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append(epoch)
+
+    return Count()

@@ -4,6 +4,12 @@ import json
 import os
 import sys
 
+import numpy as np
+import pytest
+from conftest import StopAt
+from conftest import epoch_counter
+from conftest import stop_before
+
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
 import accuracy  # noqa: E402
@@ -12,10 +18,13 @@ import report  # noqa: E402
 
 def test_quick_runs_are_appended_skipped_and_reported(tmp_path, capsys):
     results = str(tmp_path / "acc.json")
-    args = ["--quick", "--data", "digits", "--results", results, "--work", str(tmp_path / "w")]
+    progress = tmp_path / "progress"
+    args = ["--quick", "--data", "digits", "--results", results, "--work", str(tmp_path / "w"),
+            "--progress", str(progress)]
     assert accuracy.main([*args, "--methods", "none", "mixup", "--seeds", "0"]) == 0
     runs = json.load(open(results))["runs"]
     assert [(r["method"], r["seed"]) for r in runs] == [("none", 0), ("mixup", 0)]
+    assert os.listdir(progress) == []  # a finished run leaves no snapshot behind
     for r in runs:
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["ece"] <= 1 and r["nll"] > 0
         assert set(r["corruptions"]) == set(accuracy.training.corruptions.CORRUPTIONS)
@@ -42,6 +51,55 @@ def test_quick_runs_are_appended_skipped_and_reported(tmp_path, capsys):
     assert report.main(["--results", results, "--readme", str(readme), "--check"]) == 0
     readme.write_text(text.replace("MixUp", "MixUp*"))
     assert report.main(["--results", results, "--readme", str(readme), "--check"]) == 1
+
+
+def test_a_run_continues_from_its_committed_snapshot_on_a_new_machine(tmp_path):
+    """The snapshot in `--progress` outlives the `--work` folder: a run
+    stopped after epoch 2 of 3, whose work folder is then lost, resumes at
+    epoch 2 from the snapshot's weights and optimizer state."""
+    import keras
+
+    data = accuracy.training.load_data("digits", limit=64, test_limit=32)
+    work, progress = str(tmp_path / "work"), str(tmp_path / "progress")
+    config = accuracy.training.TrainConfig(method="mixup", output=work, epochs=3,
+                                           steps_per_epoch=2, batch_size=16, verbose=0)
+    seen = {}
+
+    class Keep(keras.callbacks.Callback):
+        """The model's and the optimizer's variables."""
+
+        def state(self):
+            return [np.array(v) for v in [*self.model.weights, *self.model.optimizer.variables]]
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["end"] = self.state()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.setdefault("begin", self.state())
+
+    snapshot = accuracy.ProgressSnapshot(progress, os.path.join(work, "history.json"))
+    with pytest.raises(StopAt):
+        accuracy.training.train(config, data=data, callbacks=[snapshot, Keep(), stop_before(2)])
+    # Only the newest snapshot is kept, named by the epochs done.
+    assert sorted(os.listdir(progress)) == ["epoch-0002.weights.h5", "history.json"]
+    assert [h["epoch"] for h in json.load(open(os.path.join(progress, "history.json")))] == [0, 1]
+    after_two = seen.pop("end")
+
+    # A new machine: the work folder is gone, the committed snapshot is not.
+    import shutil
+
+    shutil.rmtree(work)
+    assert accuracy.restore_progress(progress, work) == 2
+    assert accuracy.restore_progress(progress, work) is None  # the backup is as far on
+    seen.clear()
+    count = epoch_counter()
+    result = accuracy.training.train(config, data=data, callbacks=[Keep(), count])
+    assert count.epochs == [2]
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    assert len(seen["begin"]) == len(after_two)
+    for got, want in zip(seen["begin"], after_two):
+        np.testing.assert_array_equal(got, want)  # every weight, the optimizer's too
+    assert int(result.model.optimizer.iterations) == 6  # 2 steps in each of 3 epochs
 
 
 def test_summary_statistics_on_hand_made_runs():

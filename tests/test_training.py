@@ -6,6 +6,9 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import StopAt
+from conftest import epoch_counter
+from conftest import stop_before
 
 from keras_miamix import training
 from keras_miamix.training import cli
@@ -158,46 +161,15 @@ def test_every_kind_of_method_trains_through_the_one_path(method, where, digits,
                                atol=1e-4)
 
 
-class _StopAt(Exception):
-    pass
-
-
-def _stop_before(stop_epoch):
-    """A callback that stops training as `stop_epoch` begins."""
-    import keras
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == stop_epoch:
-                raise _StopAt()
-
-    return Interrupt()
-
-
-def _epoch_counter():
-    """A callback whose `epochs` lists the epochs that began."""
-    import keras
-
-    class Count(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epochs.append(epoch)
-
-    return Count()
-
-
 def test_an_interrupted_run_resumes_from_its_output_folder(digits, tmp_path):
     config = training.TrainConfig(method="cutmix", output=str(tmp_path),
                                   **{**QUICK, "epochs": 2})
-    with pytest.raises(_StopAt):
-        training.train(config, data=digits, callbacks=[_stop_before(1)])
+    with pytest.raises(StopAt):
+        training.train(config, data=digits, callbacks=[stop_before(1)])
     assert os.path.isdir(tmp_path / "backup")
     assert len(json.load(open(tmp_path / "history.json"))) == 1
 
-    count = _epoch_counter()
+    count = epoch_counter()
     result = training.train(config, data=digits, callbacks=[count])
     assert count.epochs == [1]  # only the epoch that was missing
     assert [h["epoch"] for h in result.history] == [0, 1]
@@ -206,13 +178,13 @@ def test_an_interrupted_run_resumes_from_its_output_folder(digits, tmp_path):
 
 def test_a_run_stopped_while_writing_its_backup_resumes_from_the_epoch_before(digits, tmp_path):
     config = training.TrainConfig(method="mixup", output=str(tmp_path), **{**QUICK, "epochs": 3})
-    with pytest.raises(_StopAt):
-        training.train(config, data=digits, callbacks=[_stop_before(2)])
+    with pytest.raises(StopAt):
+        training.train(config, data=digits, callbacks=[stop_before(2)])
     # Epoch 1's backup cut short, as a stop in the middle of writing it does.
     weights = tmp_path / "backup" / "latest.weights.h5"
     weights.write_bytes(weights.read_bytes()[:1000])
 
-    count = _epoch_counter()
+    count = epoch_counter()
     result = training.train(config, data=digits, callbacks=[count])
     assert count.epochs == [1, 2]  # from epoch 0's backup
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
