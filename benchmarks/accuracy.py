@@ -166,6 +166,13 @@ def restore_progress(folder, work):
     return epoch
 
 
+def unfinished_first(todo, progress):
+    """The (method, seed) runs of `todo`, those with a snapshot in `progress`
+    (begun in an earlier session) first, each group in the plan's order."""
+    begun = [p for p in todo if snapshots(os.path.join(progress, f"{p[0]}-seed{p[1]}"))]
+    return begun + [p for p in todo if p not in begun]
+
+
 def run_one(method, seed, data, args):
     settings = protocol(args.quick)
     limits = {k: settings.pop(k) for k in ("limit", "test_limit") if k in settings}
@@ -297,7 +304,7 @@ def main(argv=None):
             f"{m} {r:.2f}" for m, r in timing["ratio_to_none"].items()), flush=True)
         return 0
     done = {(r["method"], r["seed"]) for r in results["runs"]}
-    todo = [p for p in plan if p not in done]
+    todo = unfinished_first([p for p in plan if p not in done], args.progress)
     print(f"{len(done)} runs done, {len(todo)} to go: {todo}", flush=True)
     data = training.load_data(args.data)
     for count, (method, seed) in enumerate(todo):

@@ -89,6 +89,13 @@ def test_a_run_continues_from_its_committed_snapshot_on_a_new_machine(tmp_path):
     import shutil
 
     shutil.rmtree(work)
+    # The begun run goes first when the plan is run again.
+    plan = [("none", 0), ("mixup", 0), ("cutmix", 0)]
+    assert accuracy.unfinished_first(plan, str(tmp_path)) == plan
+    os.rename(progress, tmp_path / "mixup-seed0")
+    assert accuracy.unfinished_first(plan, str(tmp_path)) == [("mixup", 0), ("none", 0),
+                                                                ("cutmix", 0)]
+    os.rename(tmp_path / "mixup-seed0", progress)
     assert accuracy.restore_progress(progress, work) == 2
     assert accuracy.restore_progress(progress, work) is None  # the backup is as far on
     seen.clear()
