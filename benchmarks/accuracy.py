@@ -173,6 +173,17 @@ def unfinished_first(todo, progress):
     return begun + [p for p in todo if p not in begun]
 
 
+def curves(history):
+    """A run's per-epoch history (a list of dicts, one per epoch) as one list
+    per metric, 5 significant digits: the training curves kept with the
+    result, so that a run's course (when its test accuracy peaked, how far
+    its training accuracy went) can be read from the committed JSON after
+    its work folder is gone."""
+    keys = [k for k in history[0] if k != "epoch"] if history else []
+    return {k: [float(f"{h[k]:.5g}") if h.get(k) is not None else None for h in history]
+            for k in keys}
+
+
 def run_one(method, seed, data, args):
     settings = protocol(args.quick)
     limits = {k: settings.pop(k) for k in ("limit", "test_limit") if k in settings}
@@ -206,6 +217,7 @@ def run_one(method, seed, data, args):
         "train_seconds": train_seconds,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"keras_miamix": keras_miamix.__version__, "tensorflow": tf.__version__},
+        "history": curves(result.history),
     }
     if resumed is not None:
         entry["resumed_at_epoch"] = resumed

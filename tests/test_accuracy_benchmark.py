@@ -29,6 +29,8 @@ def test_quick_runs_are_appended_skipped_and_reported(tmp_path, capsys):
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["ece"] <= 1 and r["nll"] > 0
         assert set(r["corruptions"]) == set(accuracy.training.corruptions.CORRUPTIONS)
         assert set(r["corruptions"]["pixelate"]["by_severity"]) == {"1", "5"}
+        assert len(r["history"]["val_accuracy"]) == r["epochs"] == 1
+        assert 0 <= r["history"]["val_accuracy"][0] <= 1 and r["history"]["seconds"][0] > 0
     # Runs already there are skipped; a new one is appended.
     capsys.readouterr()
     assert accuracy.main([*args, "--methods", "none", "cutmix", "--seeds", "0"]) == 0
@@ -107,6 +109,13 @@ def test_a_run_continues_from_its_committed_snapshot_on_a_new_machine(tmp_path):
     for got, want in zip(seen["begin"], after_two):
         np.testing.assert_array_equal(got, want)  # every weight, the optimizer's too
     assert int(result.model.optimizer.iterations) == 6  # 2 steps in each of 3 epochs
+
+
+def test_curves_keep_every_metric_per_epoch():
+    history = [{"epoch": 0, "loss": 2.3456789, "val_accuracy": 0.1},
+               {"epoch": 1, "loss": 1.0, "val_accuracy": 0.25}]
+    assert accuracy.curves(history) == {"loss": [2.3457, 1.0], "val_accuracy": [0.1, 0.25]}
+    assert accuracy.curves([]) == {}
 
 
 def test_summary_statistics_on_hand_made_runs():
