@@ -159,7 +159,7 @@ def compare(a, b, spread, dof):
 
 
 def _plain(row):
-    return NAMES.get(row["method"], row["method"]).strip("*`")
+    return NAMES.get(row["method"], row["method"]).replace("*", "").replace("`", "")
 
 
 def findings(results):

@@ -228,3 +228,16 @@ def test_plot_labels_do_not_overlap():
     heights = report._label_heights(points)
     assert heights[0] == 70.0 and heights[3] == 70.05 and heights[4] == 80.0
     assert abs(heights[1] - 70.45) < 1e-9 and abs(heights[2] - 70.9) < 1e-9
+
+
+def test_prose_and_plot_names_carry_no_markdown():
+    # The table keeps "Keras core `MixUp`"; the findings and the plot's labels
+    # are plain text, where an unmatched backtick would show.
+    assert report._plain({"method": "keras_mixup"}) == "Keras core MixUp"
+    assert report._plain({"method": "miamix"}) == "MiAMix"
+    text = report.findings({"runs": [
+        {"method": m, "seed": 0, "accuracy": 0.8, "ece": 0.1, "nll": 1.0, "mca": 0.5,
+         "seconds_per_epoch": 10.0, "corruptions": {"contrast": {"mean": 0.5}}}
+        for m in ("none", "keras_cutmix")]})
+    line = next(t for t in text.splitlines() if "More robust" in t)
+    assert line.endswith("Keras core CutMix 50.00 (+0.00).")
