@@ -111,6 +111,20 @@ def test_a_run_continues_from_its_committed_snapshot_on_a_new_machine(tmp_path):
     assert int(result.model.optimizer.iterations) == 6  # 2 steps in each of 3 epochs
 
 
+def test_the_plan_covers_every_method_with_the_seeds_the_issue_asks():
+    plan = accuracy.default_plan()
+    assert len(plan) == len(set(plan))  # no run twice
+    seeds = {m: sorted(s for mm, s in plan if mm == m) for m, _ in plan}
+    assert set(seeds) == set(accuracy.training.METHODS)
+    for method in ("none", "mixup", "cutmix", "miamix", "automix"):
+        assert seeds[method] == [0, 1, 2], method
+    assert all(len(s) >= 2 for s in seeds.values()), seeds
+    # The headline methods fill a seed at a time; each method starts at seed 0.
+    first_seed1 = plan.index(("none", 1))
+    assert all(plan.index((m, 0)) < first_seed1 for m in accuracy.HEADLINE)
+    assert all(plan.index((m, 0)) < plan.index((m, 1)) for m in seeds)
+
+
 def test_curves_keep_every_metric_per_epoch():
     history = [{"epoch": 0, "loss": 2.3456789, "val_accuracy": 0.1},
                {"epoch": 1, "loss": 1.0, "val_accuracy": 0.25}]
