@@ -115,14 +115,20 @@ def test_the_plan_covers_every_method_with_the_seeds_the_issue_asks():
     plan = accuracy.default_plan()
     assert len(plan) == len(set(plan))  # no run twice
     seeds = {m: sorted(s for mm, s in plan if mm == m) for m, _ in plan}
-    assert set(seeds) == set(accuracy.training.METHODS)
+    assert set(seeds) == set(accuracy.training.METHODS) | set(accuracy.VARIANTS)
     for method in ("none", "mixup", "cutmix", "miamix", "automix"):
         assert seeds[method] == [0, 1, 2], method
-    assert all(len(s) >= 2 for s in seeds.values()), seeds
+    assert all(len(s) >= 2 for m, s in seeds.items() if m not in accuracy.VARIANTS), seeds
+    # Each variant is a method of the package with arguments the method takes.
+    for name, (method, method_args) in accuracy.VARIANTS.items():
+        assert accuracy.run_method(name) == (method, method_args)
+        assert method in accuracy.training.METHODS and method_args
+    assert accuracy.run_method("mixup") == ("mixup", {})
     # The headline methods fill a seed at a time; each method starts at seed 0.
     first_seed1 = plan.index(("none", 1))
     assert all(plan.index((m, 0)) < first_seed1 for m in accuracy.HEADLINE)
-    assert all(plan.index((m, 0)) < plan.index((m, 1)) for m in seeds)
+    assert all(plan.index((m, 0)) < plan.index((m, 1))
+               for m in seeds if m not in accuracy.VARIANTS)
 
 
 def test_curves_keep_every_metric_per_epoch():
@@ -183,6 +189,11 @@ def test_the_readme_tables_match_the_committed_results():
     assert report.main(["--check"]) == 0
 
 
+def runs_protocol():
+    return {"model": "small_resnet", "epochs": 1, "batch_size": 1, "lr": 0.1,
+            "weight_decay": 0.0}
+
+
 def test_findings_on_hand_made_runs():
     def run(method, seed, acc, mca=0.5, ece=0.1):
         return {"method": method, "seed": seed, "accuracy": acc, "ece": ece, "nll": 1.0,
@@ -203,6 +214,13 @@ def test_findings_on_hand_made_runs():
     assert "above MixUp (82.00, n=2) by 13.00, clearly (margin 11.78)" in text
     # AutoMix - MixUp = -1: below, within the spread.
     assert "AutoMix (81.00, n=1) is below MixUp (82.00, n=2) by 1.00, within the spread" in text
+    assert "head_one_mix" not in text  # no such run
+    variant = dict(run("automix_head_one_mix", 0, 0.85), student_accuracy=0.83)
+    with_variant = report.findings({"runs": [*runs, variant]})
+    assert ("AutoMix with OpenMixup's `head_one_mix=True` (not the default; 85.00, n=1) is "
+            "above MixUp (82.00, n=2) by 3.00, within the spread") in with_variant
+    assert "(student 83.0)" in report.table({"protocol": runs_protocol(), "runs": [
+        dict(r, train_images=1, test_images=1) for r in [*runs, variant]]})
     assert "MixUp 49.00 (-1.00)" in text and "MiAMix 60.00 (+10.00)" in text
     assert "AutoMix's ECE is 5.00%, the lowest of all methods here." in text
     assert "here MiAMix 95.00 > MixUp 82.00 > CutMix 79.00, the same order." in text

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import keras_miamix as km
 from keras_miamix.models.automix import momentum_schedule
+from keras_miamix.ops.sampling import sample_uniform
 
 
 def tiny_net(num_classes=4, size=16, weight_decay=0.0):
@@ -225,3 +226,131 @@ def test_separate_heads_survive_save_and_load(tmp_path):
     assert loaded.separate_heads
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_head_one_mix_batch_is_a_mixup_or_cutmix_of_each_sample_and_its_partner():
+    """Each sample i has the constant value i, so every mixed pixel says which
+    images it came from: a MixUp batch is `w * i + (1 - w) * j` everywhere, a
+    CutMix batch is i outside one box of j, and the labels give i the weight
+    of its own pixels."""
+    n, h, w = 7, 9, 12  # odd batch, non-square
+    model = km.models.AutoMix(tiny_net(num_classes=n, size=16), num_classes=n, seed=0,
+                              total_steps=10, head_one_mix=True)
+    x = tf.broadcast_to(tf.range(n, dtype=tf.float32)[:, None, None, None], [n, h, w, 3])
+    y = tf.one_hot(tf.range(n), n)
+    sw = tf.range(1, n + 1, dtype=tf.float32)
+    kinds = set()
+    for s in range(40):
+        images, labels, weights = (v.numpy() for v in model.mix_one_batch(
+            x, y, sw, tf.constant([s, 7])))
+        img = images[..., 0]
+        partner = np.array([np.argmax(np.where(np.arange(n) == i, -1, labels[i]))
+                            if labels[i, i] < 1 else i for i in range(n)])
+        own = np.diag(labels)
+        constant = np.all(np.abs(img - img[:, :1, :1]) < 1e-5)
+        kinds.add("mixup" if constant else "cutmix")
+        for i in range(n):
+            j = partner[i]
+            np.testing.assert_allclose(labels[i].sum(), 1.0, atol=1e-6)
+            np.testing.assert_allclose(weights[i], own[i] * sw[i] + (1 - own[i]) * sw[j],
+                                       rtol=1e-5)
+            if constant:
+                np.testing.assert_allclose(img[i], own[i] * i + (1 - own[i]) * j, atol=1e-4)
+                continue
+            keep = img[i] == i
+            assert np.all(keep | (img[i] == j))
+            np.testing.assert_allclose(own[i], 1.0 if i == j else keep.mean(), atol=1e-6)
+            if i != j and not keep.all():
+                rows, cols = np.nonzero(~keep)
+                box = np.zeros_like(keep)
+                box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+                np.testing.assert_array_equal(~keep, box)
+        # One permutation: the partners of the samples mixed with another are distinct.
+        mixed = partner != np.arange(n)
+        assert len(set(partner[mixed])) == mixed.sum()
+    assert kinds == {"mixup", "cutmix"}
+
+
+def test_head_one_mix_draws_officials_lambdas_and_choice():
+    """Over 1,000 batches of 8: MixUp in half of them (sd 0.016); its anchors'
+    label weights have Beta(0.8, 0.8)'s mean 0.5 and variance 0.0962 (sd of
+    the estimate about 0.0013 over some 3,500 draws; Beta(1, 1)'s would be
+    0.0833), and CutMix's weights average what the package's CutMix mask gives
+    for uniform lambdas (clipped boxes: about 0.72 here, not 0.5; sd of the
+    difference about 0.006)."""
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=10,
+                              head_one_mix=True)
+    n, size = 8, 16
+    x = tf.broadcast_to(tf.range(n, dtype=tf.float32)[:, None, None, None], [n, size, size, 1])
+    y = tf.one_hot(tf.range(n), n)
+    fn = tf.function(lambda s: model.mix_one_batch(x, y, tf.ones([n]), s))
+    mixup_batches, mixup_w, cutmix_w = 0, [], []
+    for s in range(1000):
+        images, labels, _ = (v.numpy() for v in fn(tf.constant([s, 1])))
+        img = images[..., 0]
+        own = np.diag(labels)
+        # Pairs with another sample (a self-pair keeps weight 1 whatever lambda).
+        paired = labels.max(axis=1) < 1 - 1e-6
+        if np.all(np.abs(img - img[:, :1, :1]) < 1e-5):
+            mixup_batches += 1
+            mixup_w.append(own[paired])
+        else:
+            cutmix_w.append(own[paired])
+    assert abs(mixup_batches / 1000 - 0.5) < 0.065, mixup_batches
+    m = np.concatenate(mixup_w)
+    assert abs(m.mean() - 0.5) < 0.025, m.mean()
+    assert abs(m.var() - 0.64 / (2.56 * 2.6)) < 0.0065, m.var()
+    c = np.concatenate(cutmix_w)
+    lam = sample_uniform([20000], tf.constant([9, 9]))
+    reference = km.ops.cutmix_mask(lam, size, size, tf.constant([9, 8])).numpy().mean()
+    assert abs(c.mean() - reference) < 0.025, (c.mean(), reference)
+
+
+def test_head_one_mix_trains_reproducibly_and_survives_save_and_load(tmp_path):
+    x, y = data(n=12)
+
+    def fitted(**options):
+        keras.utils.set_random_seed(0)  # the same initial weights
+        model = km.models.AutoMix(tiny_net(), num_classes=4, seed=3, total_steps=4, **options)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.fit(x, y, batch_size=6, epochs=2, verbose=0, shuffle=False)
+        return model
+
+    a, b = fitted(head_one_mix=True), fitted(head_one_mix=True)
+    for va, vb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy())
+    # The option changes what the student learns from: same seed, other weights.
+    plain = fitted()
+    assert not np.allclose(plain.student.get_weights()[0], a.student.get_weights()[0])
+    # Two seeds a step with the option, one without.
+    assert int(a.seed_state.numpy()[1]) == 2 * int(plain.seed_state.numpy()[1])
+    a.save(tmp_path / "a.keras")
+    loaded = keras.models.load_model(tmp_path / "a.keras")
+    assert loaded.head_one_mix
+    assert ({k: v for k, v in loaded.get_config().items() if k != "backbone"}
+            == {k: v for k, v in a.get_config().items() if k != "backbone"})
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), a.predict(x, verbose=0),
+                               atol=1e-6)
+
+
+def test_head_one_mix_loss_is_the_students_cross_entropy_on_the_mixed_batch():
+    x, y = data(n=8)
+    yy = tf.one_hot(y, 4)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=10,
+                              head_one_mix=True)
+    one = model.mix_one_batch(tf.constant(x), yy, tf.ones([8]), tf.constant([5, 5]))
+    args = (tf.constant(x), yy, tf.constant(0.3), tf.constant(0.6), tf.range(8)[::-1],
+            tf.range(8)[::-1], 0)
+    with_one = model.compute_losses(*args, one_batch=one)
+    clean = model.compute_losses(*args)
+    logits = model.student(one[0], training=True).numpy()
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected_one = -np.mean(np.sum(one[1].numpy() * log_p, axis=1))
+    logits_c = model.student(x, training=True).numpy()
+    log_pc = logits_c - np.log(np.exp(logits_c).sum(1, keepdims=True))
+    expected_clean = -np.mean(np.sum(yy.numpy() * log_pc, axis=1))
+    # loss_student = one + mix; the mixed part is the same in both calls.
+    np.testing.assert_allclose(
+        with_one["loss_student"].numpy() - clean["loss_student"].numpy(),
+        expected_one - expected_clean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(with_one["labels_one"].numpy(), one[1].numpy())
