@@ -12,6 +12,7 @@ from keras_miamix.models.base_mix_trainer import DistributedBuildMixin
 from keras_miamix.models.mix_block import MixBlock
 from keras_miamix.models.mix_block import mask_loss
 from keras_miamix.ops.masks import cutmix_mask
+from keras_miamix.ops.masks import mixup_mask
 from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.mixing import mix_labels
 from keras_miamix.ops.mixing import prepare_labels
@@ -287,21 +288,23 @@ class AutoMix(DistributedBuildMixin, keras.Model):
 
     def mix_one_batch(self, x, y, sample_weight, seed):
         """The batch of the student's "one" loss under `head_one_mix`: x
-        mixed by MixUp or CutMix (one choice per batch), with the mixed labels
-        and sample weights. Returns (images, labels, sample_weight)."""
+        mixed by MixUp or CutMix (one choice per batch, so only the chosen
+        mask is computed), with the mixed labels and sample weights. Returns
+        (images, labels, sample_weight)."""
         batch = tf.shape(x)[0]
         height, width = tf.shape(x)[1], tf.shape(x)[2]
-        lam_mixup = sample_beta([batch], self.ONE_MIX_ALPHAS["mixup"],
-                                self.ONE_MIX_ALPHAS["mixup"], fold_seed(seed, 1))
-        lam_cutmix = sample_beta([batch], self.ONE_MIX_ALPHAS["cutmix"],
-                                 self.ONE_MIX_ALPHAS["cutmix"], fold_seed(seed, 2))
-        use_mixup = sample_uniform([], fold_seed(seed, 3)) < 0.5
-        box = cutmix_mask(lam_cutmix, height, width, fold_seed(seed, 4))
-        mask = tf.where(use_mixup, tf.broadcast_to(lam_mixup[:, None, None, None],
-                                                   tf.shape(box)), box)
         partners = random_permutation(batch, fold_seed(seed, 5))
-        out = mix_batch(x, mask, partners, labels=y, sample_weight=sample_weight)
-        return out["images"], out["labels"], out["sample_weight"]
+
+        def mixed(mask_fn, method, salt):
+            alpha = self.ONE_MIX_ALPHAS[method]
+            lam = sample_beta([batch], alpha, alpha, fold_seed(seed, salt))
+            out = mix_batch(x, mask_fn(lam, height, width, fold_seed(seed, 4)), partners,
+                            labels=y, sample_weight=sample_weight)
+            return out["images"], out["labels"], out["sample_weight"]
+
+        return tf.cond(sample_uniform([], fold_seed(seed, 3)) < 0.5,
+                       lambda: mixed(mixup_mask, "mixup", 1),
+                       lambda: mixed(cutmix_mask, "cutmix", 2))
 
     def mask_loss_gamma(self, step):
         if self.mask_loss_schedule == "constant":
@@ -311,18 +314,19 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         return self.mask_loss_weight * tf.maximum(1.0 - progress, 0.0)
 
     def compute_losses(self, x, y, lam_mb, lam_bb, idx_mb, idx_bb, step, sample_weight=None,
-                       one_batch=None):
+                       one_seed=None):
         """The three losses of one step (all per-replica means) and the masks.
 
         With `sample_weight`, each sample's cross-entropy is weighted, the
         mixed ones by `lam * w_i + (1 - lam) * w_j` (how `MixModel` mixes
-        them), before the mean over the batch. `one_batch` (images, labels,
-        sample weights) replaces the clean batch of the student's "one" loss
-        (`head_one_mix`'s mixed batch)."""
+        them), before the mean over the batch. With `head_one_mix`, the
+        student's "one" loss takes `mix_one_batch(..., one_seed)` in place of
+        the clean batch."""
         if sample_weight is None:
             sample_weight = tf.ones(tf.shape(x)[:1], tf.float32)
         sw = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
-        x_one, y_one, sw_one = (x, y, sw) if one_batch is None else one_batch
+        x_one, y_one, sw_one = (self.mix_one_batch(x, y, sw, one_seed) if self.head_one_mix
+                                else (x, y, sw))
         size = tf.shape(x)[1:3]
         # Under a mixed-precision policy the networks compute in float16; the
         # masks, the mixing and every loss stay in float32.
@@ -367,16 +371,13 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         # its counter: the first EMA update uses step 0's momentum.
         step = tf.identity(self.optimizer.iterations)
         lam_mb, lam_bb, idx_mb, idx_bb = self.sample_step_randomness(tf.shape(x)[0])
-        one_batch = None
-        if self.head_one_mix:
-            # Its own seed, drawn after the step's: the default draws stay as they were.
-            sw = (tf.ones(tf.shape(x)[:1], tf.float32) if sample_weight is None
-                  else tf.reshape(tf.cast(sample_weight, tf.float32), [-1]))
-            one_batch = self.mix_one_batch(x, y, sw, next_seed(self.seed_state))
+        # `head_one_mix` draws from its own seed, after the step's, so the
+        # default draws stay as they were.
+        one_seed = next_seed(self.seed_state) if self.head_one_mix else None
         variables = self.trainable_weights
         with tf.GradientTape() as tape:
             out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step,
-                                      sample_weight, one_batch)
+                                      sample_weight, one_seed)
             # Regularisation (weight decay as kernel L2) of the student and
             # the Mix Block, which Keras adds for compiled losses.
             regularization = tf.add_n([tf.constant(0.0)] + [
