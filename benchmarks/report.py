@@ -264,22 +264,24 @@ def plot(results, path):
     rows = summarise(results)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6),
                                    gridspec_kw={"width_ratios": [1, 1.4]})
+    timed, untimed = _cost_rows(rows)
     points = []
-    for r in rows:
-        x = r["time_ratio"] if r["time_ratio"] is not None else 1.0
+    for r in timed:
+        x = r["time_ratio"]
         lo, hi = r["time_range"] or (x, x)  # the timing rounds' spread
         ax1.errorbar(x, r["mean"], yerr=r["std"] or 0, xerr=[[x - lo], [hi - x]], fmt="o",
                      capsize=4)
         points.append((x, r["mean"], f"{_plain(r)} (n={r['n']})"))
     # Labels beside their points, moved up where two would overlap.
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    xs, ys = [p[0] for p in points] or [1.0], [p[1] for p in points] or [0.0]
     dx = 0.015 * max(max(xs) - min(xs), 1.0)
     dy = 0.01 * max(max(ys) - min(ys), 1.0)
     for (x, y, text), h in zip(points, _label_heights(points)):
         ax1.annotate(text, (x, y), xytext=(x + dx, h + dy), fontsize=8, va="bottom",
                      arrowprops=None if h == y else {"arrowstyle": "-", "lw": 0.5,
                                                      "color": "grey"})
-    ax1.set_xlabel("wall time per epoch / no mixing (CPU)")
+    ax1.set_xlabel("wall time per epoch / no mixing (CPU)"
+                   + ("\nnot timed, so not shown: " + ", ".join(untimed) if untimed else ""))
     ax1.set_ylabel("test top-1 accuracy (%)")
     ax1.set_title("accuracy (mean ± std over seeds) against training cost\n"
                   "(median and range of the timing rounds)", fontsize=10)
@@ -301,10 +303,20 @@ def plot(results, path):
     fig.savefig(path, dpi=90)
 
 
+def _cost_rows(rows):
+    """The rows with a time per epoch to plot, and the plain names of those
+    without one (a method or variant the timing run did not include): those
+    are named under the cost panel, not drawn at a cost nobody measured."""
+    timed = [r for r in rows if r["time_ratio"] is not None]
+    return timed, [_plain(r) for r in rows if r["time_ratio"] is None]
+
+
 def _label_heights(points, gap_fraction=0.045, near_fraction=0.25):
     """Heights for the points' labels (x, y, text) so that no two labels
     whose points are near in x sit closer than `gap_fraction` of the y range:
     from the lowest point up, each label moves up past the ones placed."""
+    if not points:
+        return []
     ys = [p[1] for p in points]
     xs = [p[0] for p in points]
     gap = gap_fraction * max(max(ys) - min(ys), 1e-9)

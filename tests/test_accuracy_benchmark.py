@@ -273,3 +273,24 @@ def test_prose_and_plot_names_carry_no_markdown():
         for m in ("none", "keras_cutmix")]})
     line = next(t for t in text.splitlines() if "More robust" in t)
     assert line.endswith("Keras core CutMix 50.00 (+0.00).")
+
+
+def test_untimed_methods_are_named_not_plotted_at_a_guessed_cost(tmp_path):
+    # A variant the timing run did not include (no ratio) is left out of the
+    # cost panel and named under it; before, it was drawn at 1.0x no mixing.
+    def run(method):
+        return {"method": method, "seed": 0, "accuracy": 0.7, "ece": 0.1, "nll": 1.0,
+                "mca": 0.5, "seconds_per_epoch": 10.0, "train_images": 10,
+                "test_images": 5, "corruptions": {"contrast": {"mean": 0.5}}}
+
+    fake = {"runs": [run("none"), run("automix"), run("automix_head_one_mix")],
+            "timing": {"ratio_to_none": {"none": 1.0, "automix": 4.5}}}
+    timed, untimed = report._cost_rows(report.summarise(fake))
+    assert [(r["method"], r["time_ratio"]) for r in timed] == [("none", 1.0), ("automix", 4.5)]
+    assert untimed == ["AutoMix, head_one_mix=True"]
+    assert report._label_heights([]) == []
+    # Nothing timed at all still draws the corruption panel.
+    del fake["timing"]
+    fake["runs"] = [run("automix")]
+    report.plot(fake, str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").stat().st_size > 0
