@@ -124,6 +124,12 @@ def test_the_plan_covers_every_method_with_the_seeds_the_issue_asks():
         assert accuracy.run_method(name) == (method, method_args)
         assert method in accuracy.training.METHODS and method_args
     assert accuracy.run_method("mixup") == ("mixup", {})
+    # The rescaled teacher keeps per epoch of 65 steps what the official one
+    # keeps per epoch of 500 steps, at the schedule's start and end.
+    _, rescaled = accuracy.run_method("automix_head_one_mix_epoch_ema")
+    assert abs(rescaled["momentum"] ** 65 - 0.999 ** 500) < 1e-12
+    assert abs(rescaled["momentum_end"] ** 65 - 0.999999 ** 500) < 1e-12
+    assert rescaled["head_one_mix"] is True
     # The headline methods fill a seed at a time; each method starts at seed 0.
     first_seed1 = plan.index(("none", 1))
     assert all(plan.index((m, 0)) < first_seed1 for m in accuracy.HEADLINE)
@@ -221,6 +227,12 @@ def test_findings_on_hand_made_runs():
             "above MixUp (82.00, n=2) by 3.00, within the spread") in with_variant
     assert "(student 83.0)" in report.table({"protocol": runs_protocol(), "runs": [
         dict(r, train_images=1, test_images=1) for r in [*runs, variant]]})
+    rescaled = dict(run("automix_head_one_mix_epoch_ema", 0, 0.80), student_accuracy=0.8)
+    both = report.findings({"runs": [*runs, variant, rescaled]})
+    assert both.index("`head_one_mix=True` (not the default; 85.00") < both.index(
+        "AutoMix with `head_one_mix=True` and the teacher's momentum rescaled to the official "
+        "run's horizon in epochs (not the default; 80.00, n=1) is below MixUp (82.00, n=2) "
+        "by 2.00, within the spread")
     assert "MixUp 49.00 (-1.00)" in text and "MiAMix 60.00 (+10.00)" in text
     assert "AutoMix's ECE is 5.00%, the lowest of all methods here." in text
     assert "here MiAMix 95.00 > MixUp 82.00 > CutMix 79.00, the same order." in text
