@@ -280,13 +280,14 @@ def plot(results, path):
                      capsize=4)
         points.append((x, r["mean"], f"{_plain(r)} (n={r['n']})"))
     # Labels beside their points, moved up where two would overlap.
-    xs, ys = [p[0] for p in points] or [1.0], [p[1] for p in points] or [0.0]
-    dx = 0.015 * max(max(xs) - min(xs), 1.0)
-    dy = 0.01 * max(max(ys) - min(ys), 1.0)
-    for (x, y, text), h in zip(points, _label_heights(points)):
-        ax1.annotate(text, (x, y), xytext=(x + dx, h + dy), fontsize=8, va="bottom",
-                     arrowprops=None if h == y else {"arrowstyle": "-", "lw": 0.5,
-                                                     "color": "grey"})
+    if points:
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        dx = 0.015 * max(max(xs) - min(xs), 1.0)
+        dy = 0.01 * max(max(ys) - min(ys), 1.0)
+        for (x, y, text), h in zip(points, _label_heights(points)):
+            ax1.annotate(text, (x, y), xytext=(x + dx, h + dy), fontsize=8, va="bottom",
+                         arrowprops=None if h == y else {"arrowstyle": "-", "lw": 0.5,
+                                                         "color": "grey"})
     ax1.set_xlabel("wall time per epoch / no mixing (CPU)"
                    + ("\nnot timed, so not shown: " + ", ".join(untimed) if untimed else ""))
     ax1.set_ylabel("test top-1 accuracy (%)")
