@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -286,10 +287,15 @@ def plot(results, path):
         dy = 0.01 * max(max(ys) - min(ys), 1.0)
         for (x, y, text), h in zip(points, _label_heights(points)):
             ax1.annotate(text, (x, y), xytext=(x + dx, h + dy), fontsize=8, va="bottom",
+                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
+                               "alpha": 0.8},  # legible where it crosses an error bar
                          arrowprops=None if h == y else {"arrowstyle": "-", "lw": 0.5,
                                                          "color": "grey"})
+    # Names with commas of their own: separated by semicolons, wrapped to the
+    # panel's width so that none runs off the figure.
     ax1.set_xlabel("wall time per epoch / no mixing (CPU)"
-                   + ("\nnot timed, so not shown: " + ", ".join(untimed) if untimed else ""))
+                   + ("\n" + textwrap.fill("not timed, so not shown: " + "; ".join(untimed), 60)
+                      if untimed else ""))
     ax1.set_ylabel("test top-1 accuracy (%)")
     ax1.set_title("accuracy (mean ± std over seeds) against training cost\n"
                   "(median and range of the timing rounds)", fontsize=10)
