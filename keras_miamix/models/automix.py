@@ -104,7 +104,8 @@ class AutoMix(DistributedBuildMixin, keras.Model):
     averages over far more epochs and lags the student: with 65 steps an
     epoch, 85% of the final teacher predates epoch 150 of 200. To keep the
     official horizon in epochs, raise both momenta to the power
-    `500 / steps_per_epoch` (`momentum=0.999 ** r, momentum_end=0.999999 ** r`).
+    `r = 500 / steps_per_epoch`: `momentum=0.999 ** r`,
+    `momentum_end=0.999999 ** r`.
     On 4,153 CIFAR-10 images with `head_one_mix=True` (README, "Accuracy on
     real CIFAR-10 images") that put the teacher about 2 points above its
     student over the last 20 epochs, where the per-step one was below it; its
