@@ -12,13 +12,15 @@ ResizeMix, which pastes the whole (resized) partner, also returns the source
 pixel of the partner for every output pixel.
 
 Everything is vectorised over the batch (one mask per sample, no loop, no
-`tf.map_fn`) and compiles under `tf.function(jit_compile=True)`.
+`tf.map_fn`), written in the ops of the computing backend
+(`keras_miamix.backend`), and compiles under `tf.function(jit_compile=True)`
+and `jax.jit`.
 """
 
 import math
 
-import tensorflow as tf
-
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import in_xla_context
 from keras_miamix.ops.sampling import normal_pair
@@ -27,21 +29,26 @@ from keras_miamix.ops.sampling import sample_uniform
 
 def _grid(height, width):
     """Row and column indices as float32 tensors of shape (1, H, W)."""
-    rows = tf.cast(tf.range(height), tf.float32)[None, :, None]
-    cols = tf.cast(tf.range(width), tf.float32)[None, None, :]
+    rows = kb.cast(knp.arange(height), "float32")[None, :, None]
+    cols = kb.cast(knp.arange(width), "float32")[None, None, :]
     return rows, cols
 
 
 def _batch_size(lam):
-    return tf.shape(lam)[0]
+    return kb.shape(lam)[0]
+
+
+def _float(x):
+    """A size (an int or a scalar tensor) as a float32 scalar."""
+    return kb.cast(kb.convert(x), "float32")
 
 
 def _box_mask(y1, y2, x1, x2, height, width):
     """(B, H, W, 1) masks that are 0 inside [y1, y2) x [x1, x2) and 1 outside."""
     rows, cols = _grid(height, width)
-    y1, y2, x1, x2 = (tf.cast(v, tf.float32)[:, None, None] for v in (y1, y2, x1, x2))
+    y1, y2, x1, x2 = (kb.cast(v, "float32")[:, None, None] for v in (y1, y2, x1, x2))
     inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
-    return 1.0 - tf.cast(inside, tf.float32)[..., None]
+    return 1.0 - kb.cast(inside, "float32")[..., None]
 
 
 def _clipped_box(cut_h, cut_w, height, width, seed):
@@ -50,15 +57,15 @@ def _clipped_box(cut_h, cut_w, height, width, seed):
     Follows the official CutMix code: centre (cy, cx) uniform on the pixel grid,
     corners `c -/+ cut // 2` clipped to the image.
     """
-    batch = tf.shape(cut_h)[0]
-    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    cy = tf.floor(sample_uniform([batch], fold_seed(seed, 1)) * hf)
-    cx = tf.floor(sample_uniform([batch], fold_seed(seed, 2)) * wf)
-    half_h, half_w = tf.floor(cut_h / 2.0), tf.floor(cut_w / 2.0)
-    y1 = tf.clip_by_value(cy - half_h, 0.0, hf)
-    y2 = tf.clip_by_value(cy + half_h, 0.0, hf)
-    x1 = tf.clip_by_value(cx - half_w, 0.0, wf)
-    x2 = tf.clip_by_value(cx + half_w, 0.0, wf)
+    batch = kb.shape(cut_h)[0]
+    hf, wf = _float(height), _float(width)
+    cy = knp.floor(sample_uniform([batch], fold_seed(seed, 1)) * hf)
+    cx = knp.floor(sample_uniform([batch], fold_seed(seed, 2)) * wf)
+    half_h, half_w = knp.floor(cut_h / 2.0), knp.floor(cut_w / 2.0)
+    y1 = _clip(cy - half_h, 0.0, hf)
+    y2 = _clip(cy + half_h, 0.0, hf)
+    x1 = _clip(cx - half_w, 0.0, wf)
+    x2 = _clip(cx + half_w, 0.0, wf)
     return y1, y2, x1, x2
 
 
@@ -67,10 +74,10 @@ def mixup_mask(lam, height, width, seed=None):
 
     Returned as (B, 1, 1, 1), which broadcasts against (B, H, W, C) images and
     has the same mean as the full mask, at a fraction of the cost; use
-    `tf.broadcast_to(mask, [B, H, W, 1])` for the full-size mask.
+    `keras.ops.broadcast_to(mask, [B, H, W, 1])` for the full-size mask.
     """
     del seed, height, width
-    lam = tf.cast(lam, tf.float32)
+    lam = kb.cast(lam, "float32")
     return lam[:, None, None, None]
 
 
@@ -82,12 +89,16 @@ def cutmix_mask(lam, height, width, seed):
     the border. Clipping shrinks the box, so the mask's mean (the label weight)
     is at least `lam`.
     """
-    lam = tf.cast(lam, tf.float32)
-    ratio = tf.sqrt(1.0 - lam)
-    cut_h = tf.floor(tf.cast(height, tf.float32) * ratio)
-    cut_w = tf.floor(tf.cast(width, tf.float32) * ratio)
+    lam = kb.cast(lam, "float32")
+    ratio = knp.sqrt(1.0 - lam)
+    cut_h = knp.floor(_float(height) * ratio)
+    cut_w = knp.floor(_float(width) * ratio)
     y1, y2, x1, x2 = _clipped_box(cut_h, cut_w, height, width, seed)
     return _box_mask(y1, y2, x1, x2, height, width)
+
+
+def _clip(x, low, high):
+    return knp.minimum(knp.maximum(x, low), high)
 
 
 def fourier_grey_masks(batch_size, height, width, decay_power, seed):
@@ -97,19 +108,34 @@ def fourier_grey_masks(batch_size, height, width, decay_power, seed):
     `1 / max(f, 1 / max(H, W)) ** decay_power`; the inverse real FFT gives the
     grey image (the official FMix code, vectorised over the batch).
     """
-    h = tf.cast(height, tf.float32)
-    w = tf.cast(width, tf.float32)
+    h = _float(height)
+    w = _float(width)
     w_half = width // 2 + 1
     # numpy.fft.fftfreq(height) and rfftfreq(width).
-    ky = tf.cast(tf.range(height), tf.float32)
-    ky = tf.where(ky < tf.math.ceil(h / 2.0), ky, ky - h) / h
-    kx = tf.cast(tf.range(w_half), tf.float32) / w
-    freqs = tf.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-    scale = 1.0 / tf.maximum(freqs, 1.0 / tf.maximum(h, w)) ** decay_power
+    ky = kb.cast(knp.arange(height), "float32")
+    ky = knp.where(ky < knp.ceil(h / 2.0), ky, ky - h) / h
+    kx = kb.cast(knp.arange(w_half), "float32") / w
+    freqs = knp.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+    scale = 1.0 / knp.maximum(freqs, 1.0 / knp.maximum(h, w)) ** decay_power
     shape = [batch_size, height, w_half]
     real, imag = normal_pair(shape, fold_seed(seed, 1))
-    real, imag = real * scale, imag * scale
-    return tf.signal.irfft2d(tf.complex(real, imag), fft_length=[height, width])
+    return _irfft2(real * scale, imag * scale, height, width)
+
+
+def _irfft2(real, imag, height, width):
+    """The inverse real 2-D FFT over the last two axes of `real + i imag`."""
+    backend_name = kb.name()
+    if backend_name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.signal.irfft2d(tf.complex(real, imag), fft_length=[height, width])
+    if backend_name == "jax":
+        import jax
+
+        return jax.numpy.fft.irfft2(real + 1j * imag, s=(height, width)).astype("float32")
+    import torch
+
+    return torch.fft.irfft2(torch.complex(real, imag), s=(height, width))
 
 
 def top_count_mask(values, num):
@@ -118,8 +144,9 @@ def top_count_mask(values, num):
     Equal to taking the first `num` indices of a stable descending argsort
     (ties broken by the lower index) of the values quantised to 24 bits
     (float32's resolution near 1). Two ways to the same result, chosen at
-    trace time: `_top_count_sorted` outside XLA (dynamic shapes) and
-    `_top_count_static` under XLA (static shapes).
+    trace time: `_top_count_sorted` on TensorFlow outside XLA (dynamic
+    shapes) and `_top_count_static` under XLA, on JAX and on PyTorch (static
+    shapes).
 
     Args:
         values: (B, N) floats normalised to [0, 1] per row.
@@ -128,9 +155,9 @@ def top_count_mask(values, num):
     Returns:
         (B, N) boolean tensor with exactly `num[b]` True entries in row b.
     """
-    key = tf.cast(tf.clip_by_value(values, 0.0, 1.0) * float((1 << _KEY_BITS) - 1), tf.int32)
-    num = tf.cast(num, tf.int32)
-    if in_xla_context():
+    key = kb.cast(_clip(values, 0.0, 1.0) * float((1 << _KEY_BITS) - 1), "int32")
+    num = kb.cast(num, "int32")
+    if kb.static_shapes():
         entries = values.shape[-1]
         if entries is not None and entries <= _SMALL_ROW_ENTRIES:
             return _top_count_static(key, num)
@@ -154,18 +181,20 @@ def _crossing_bucket(hist, need):
     (rows with need <= 0 get a bucket the callers ignore: they take nothing
     from those rows).
 
-    Outside XLA the count from the top, non-increasing along the buckets,
-    gives the crossing bucket as the number of buckets where it reaches
-    `need`, less one, and the count above it as the largest count that falls
-    short: two reductions, where the argmax and gather below cost twice as
-    much in `tf.data`. Under XLA the argmax and gather fuse and are the
+    On TensorFlow outside XLA the count from the top, non-increasing along
+    the buckets, gives the crossing bucket as the number of buckets where it
+    reaches `need`, less one, and the count above it as the largest count that
+    falls short: two reductions, where the argmax and gather below cost twice
+    as much in `tf.data`. Under XLA the argmax and gather fuse and are the
     cheaper (2.51 against 2.65 ms for FMix at 128x32x32x3)."""
-    if in_xla_context():
-        above = tf.cumsum(hist, axis=1, reverse=True, exclusive=True)
+    if kb.static_shapes():
+        above = kb.cumsum(hist, axis=1, reverse=True, exclusive=True)
         need_col = need[:, None]
         crossing = (above < need_col) & (above + hist >= need_col)
-        b_star = tf.cast(tf.argmax(tf.cast(crossing, tf.int32), axis=1), tf.int32)
-        return b_star, need - tf.gather(above, b_star[:, None], batch_dims=1)[:, 0]
+        b_star = kb.cast(knp.argmax(kb.cast(crossing, "int32"), axis=1), "int32")
+        return b_star, need - kb.batch_gather(above, b_star[:, None])[:, 0]
+    import tensorflow as tf
+
     from_top = tf.reduce_sum(hist, axis=1, keepdims=True) - tf.cumsum(hist, axis=1, exclusive=True)
     reached = from_top >= need[:, None]
     b_star = tf.reduce_sum(tf.cast(reached, tf.int32), axis=1) - 1
@@ -173,14 +202,16 @@ def _crossing_bucket(hist, need):
 
 
 def _top_count_sorted(key, num):
-    """Outside XLA: one 256-bucket histogram of the keys' top 8 bits per row
-    (one segment sum over all entries) finds each row's crossing bucket; the
-    entries above it are taken, and only the entries of the crossing bucket
-    (about N / 256 per row, gathered with a dynamic count) are sorted, by row,
-    then key descending, then index, and the first `need` of each row taken.
-    At (128, 32 * 32) it takes 1.7 ms where the three-level histogram took
-    4.2 (and a 4096-bucket histogram with a second level 7.1); at
-    (64, 224 * 224) about the same as the latter (17 against 19 ms)."""
+    """On TensorFlow outside XLA: one 256-bucket histogram of the keys' top 8
+    bits per row (one segment sum over all entries) finds each row's crossing
+    bucket; the entries above it are taken, and only the entries of the
+    crossing bucket (about N / 256 per row, gathered with a dynamic count) are
+    sorted, by row, then key descending, then index, and the first `need` of
+    each row taken. At (128, 32 * 32) it takes 1.7 ms where the three-level
+    histogram took 4.2 (and a 4096-bucket histogram with a second level 7.1);
+    at (64, 224 * 224) about the same as the latter (17 against 19 ms)."""
+    import tensorflow as tf
+
     batch = tf.shape(key)[0]
     bins = 1 << _BUCKET_BITS
     bucket = tf.bitwise.right_shift(key, _KEY_BITS - _BUCKET_BITS)
@@ -208,31 +239,31 @@ def _top_count_sorted(key, num):
 
 
 def _top_count_static(key, num, bits_per_level=8, levels=3):
-    """Under XLA: each level builds a per-row histogram of the next
+    """With static shapes: each level builds a per-row histogram of the next
     `bits_per_level` bits of the entries that share the prefix found so far (one segment
     sum over every entry, static shapes) and extends the prefix by the bucket
     where the count from the top crosses `num`; at the end the prefix is the
     threshold key, and ties are ranked by a cumulative sum. `bits_per_level *
     levels` must be 24 (`_KEY_BITS`)."""
-    batch = tf.shape(key)[0]
+    batch = kb.shape(key)[0]
     bins = 1 << bits_per_level
     total_bits = bits_per_level * levels
     need = num
-    prefix = tf.zeros([batch], tf.int32)
-    row_offset = tf.range(batch)[:, None] * bins
-    ones = tf.ones_like(key)
+    prefix = knp.zeros_like(num)
+    row_offset = knp.arange(batch, dtype="int32")[:, None] * bins
+    ones = knp.ones_like(key)
     for level in range(levels):
         shift = total_bits - bits_per_level * (level + 1)
-        bucket = tf.bitwise.bitwise_and(tf.bitwise.right_shift(key, shift), bins - 1)
+        bucket = knp.bitwise_and(knp.right_shift(key, shift), bins - 1)
         segment = bucket + row_offset
         if level > 0:
             # Entries outside the prefix get a negative segment, which the
             # sum drops: XLA skips those updates, where a shared overflow
             # bucket cost each of them a write (9.2 against 5.3 ms a level
             # at (64, 224 * 224)).
-            same = tf.equal(tf.bitwise.right_shift(key, shift + bits_per_level), prefix[:, None])
-            segment = tf.where(same, segment, -1)
-        hist = tf.reshape(tf.math.unsorted_segment_sum(ones, segment, batch * bins), [batch, bins])
+            same = knp.right_shift(key, shift + bits_per_level) == prefix[:, None]
+            segment = knp.where(same, segment, -1)
+        hist = knp.reshape(kb.segment_sum(ones, segment, batch * bins), (batch, bins))
         b_star, need = _crossing_bucket(hist, need)
         prefix = prefix * bins + b_star
     # `prefix` is the threshold key; take every larger key and, among keys equal
@@ -241,18 +272,19 @@ def _top_count_static(key, num, bits_per_level=8, levels=3):
     # threshold are rare) no ranking is needed; else a cumulative sum ranks the
     # ties (an XLA cumsum over every entry costs as much as the rest together).
     threshold = prefix[:, None]
-    tie_count = tf.gather(hist, b_star[:, None], batch_dims=1)[:, 0]
+    tie_count = kb.batch_gather(hist, b_star[:, None])[:, 0]
     positive = (num > 0)[:, None]
 
     def all_ties():
         return (key >= threshold) & positive
 
     def ranked_ties():
-        equal = tf.equal(key, threshold)
-        tie_rank = tf.cumsum(tf.cast(equal, tf.int32), axis=1)
+        equal = key == threshold
+        tie_rank = kb.cumsum(kb.cast(equal, "int32"), axis=1)
         return ((key > threshold) | (equal & (tie_rank <= need[:, None]))) & positive
 
-    return tf.cond(tf.reduce_all((need == tie_count) | (num <= 0)), all_ties, ranked_ties)
+    all_needed = knp.all((need == tie_count) | (num <= 0))
+    return kb.cond(all_needed, all_ties, ranked_ties)
 
 
 def binarise_top_fraction(grey, lam, seed, max_soft=0.0):
@@ -267,35 +299,54 @@ def binarise_top_fraction(grey, lam, seed, max_soft=0.0):
     Returns:
         (B, H, W, 1) float32 masks.
     """
-    batch = tf.shape(grey)[0]
+    batch = kb.shape(grey)[0]
     # Static sizes where known (they choose `top_count_mask`'s path).
-    height = grey.shape[1] if grey.shape[1] is not None else tf.shape(grey)[1]
-    width = grey.shape[2] if grey.shape[2] is not None else tf.shape(grey)[2]
+    height = grey.shape[1] if grey.shape[1] is not None else kb.shape(grey)[1]
+    width = grey.shape[2] if grey.shape[2] is not None else kb.shape(grey)[2]
     n = height * width
-    flat = tf.reshape(grey, [batch, n])
-    lam = tf.cast(lam, tf.float32)
-    target = lam * tf.cast(n, tf.float32)
+    flat = knp.reshape(grey, [batch, n])
+    lam = kb.cast(lam, "float32")
+    target = lam * _float(n)
     use_ceil = sample_uniform([batch], seed) > 0.5
-    num = tf.where(use_ceil, tf.math.ceil(target), tf.floor(target))
+    num = knp.where(use_ceil, knp.ceil(target), knp.floor(target))
     if not max_soft:
-        low = tf.reduce_min(flat, axis=1, keepdims=True)
-        span = tf.maximum(tf.reduce_max(flat, axis=1, keepdims=True) - low, 1e-30)
-        hard = top_count_mask((flat - low) / span, tf.cast(num, tf.int32))
-        return tf.reshape(tf.cast(hard, tf.float32), [batch, height, width, 1])
-    order = tf.argsort(flat, axis=-1, direction="DESCENDING", stable=True)
-    batch_idx = tf.broadcast_to(tf.range(batch)[:, None], [batch, n])
-    positions = tf.broadcast_to(tf.range(n)[None, :], [batch, n])
-    ranks = tf.tensor_scatter_nd_update(
-        tf.zeros([batch, n], tf.int32), tf.stack([batch_idx, order], -1), positions
-    )
-    ranks_f = tf.cast(ranks, tf.float32)
-    eff = tf.minimum(tf.minimum(float(max_soft), lam), 1.0 - lam)
-    soft = tf.floor(tf.cast(n, tf.float32) * eff)[:, None]
+        low = kb.amin(flat, axis=1, keepdims=True)
+        span = knp.maximum(kb.amax(flat, axis=1, keepdims=True) - low, 1e-30)
+        hard = top_count_mask((flat - low) / span, kb.cast(num, "int32"))
+        return knp.reshape(kb.cast(hard, "float32"), [batch, height, width, 1])
+    ranks = _descending_ranks(flat, batch, n)
+    ranks_f = kb.cast(ranks, "float32")
+    eff = knp.minimum(knp.minimum(float(max_soft), lam), 1.0 - lam)
+    soft = knp.floor(_float(n) * eff)[:, None]
     low = num[:, None] - soft
     # np.linspace(1, 0, 2 * soft) over ranks [num - soft, num + soft).
-    ramp = 1.0 - (ranks_f - low) / tf.maximum(2.0 * soft - 1.0, 1.0)
-    mask = tf.where(ranks_f < low, 1.0, tf.where(ranks_f >= low + 2.0 * soft, 0.0, ramp))
-    return tf.reshape(mask, [batch, height, width, 1])
+    ramp = 1.0 - (ranks_f - low) / knp.maximum(2.0 * soft - 1.0, 1.0)
+    mask = knp.where(ranks_f < low, 1.0, knp.where(ranks_f >= low + 2.0 * soft, 0.0, ramp))
+    return knp.reshape(mask, [batch, height, width, 1])
+
+
+def _descending_ranks(flat, batch, n):
+    """(B, N) int32 rank of every entry in its row's stable descending order
+    (ties by the lower index first)."""
+    if kb.is_tensorflow():
+        import tensorflow as tf
+
+        order = tf.argsort(flat, axis=-1, direction="DESCENDING", stable=True)
+        batch_idx = tf.broadcast_to(tf.range(batch)[:, None], [batch, n])
+        positions = tf.broadcast_to(tf.range(n)[None, :], [batch, n])
+        return tf.tensor_scatter_nd_update(
+            tf.zeros([batch, n], tf.int32), tf.stack([batch_idx, order], -1), positions)
+    # The inverse of a permutation is its argsort.
+    order = _stable_argsort(-flat)
+    return kb.cast(_stable_argsort(order), "int32")
+
+
+def _stable_argsort(x):
+    if kb.name() == "torch":
+        import torch
+
+        return torch.argsort(x, dim=-1, stable=True)
+    return knp.argsort(x, axis=-1)
 
 
 def fmix_mask(lam, height, width, seed, decay_power=3.0, max_soft=0.0):
@@ -305,7 +356,7 @@ def fmix_mask(lam, height, width, seed, decay_power=3.0, max_soft=0.0):
     pixels of a random low-frequency grey image; see `fourier_grey_masks` and
     `binarise_top_fraction`.
     """
-    lam = tf.cast(lam, tf.float32)
+    lam = kb.cast(lam, "float32")
     grey = fourier_grey_masks(_batch_size(lam), height, width, decay_power, fold_seed(seed, 1))
     return binarise_top_fraction(grey, lam, fold_seed(seed, 2), max_soft=max_soft)
 
@@ -332,27 +383,27 @@ def gridmix_mask(
     the crop is clipped to the image when the aspect ratio would make it wider
     or taller than the image.
     """
-    lam = tf.cast(lam, tf.float32)
+    lam = kb.cast(lam, "float32")
     batch = _batch_size(lam)
-    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    hf, wf = _float(height), _float(width)
 
     def uniform(rng, salt):
         return sample_uniform([batch], fold_seed(seed, salt), float(rng[0]), float(rng[1]))
 
-    holes = tf.floor(uniform((n_holes[0], n_holes[1] + 1), 1))
-    holes = tf.minimum(holes, float(n_holes[1]))
+    holes = knp.floor(uniform((n_holes[0], n_holes[1] + 1), 1))
+    holes = knp.minimum(holes, float(n_holes[1]))
     hole_ar = uniform(hole_aspect_ratio, 2)
-    area = tf.floor(hf * wf * uniform(cut_area_ratio, 3))
+    area = knp.floor(hf * wf * uniform(cut_area_ratio, 3))
     aspect = uniform(cut_aspect_ratio, 4)
-    cut_w = tf.minimum(tf.floor(tf.sqrt(area / aspect)), wf)
-    cut_h = tf.minimum(tf.floor(cut_w * aspect), hf)
-    xc1 = tf.floor((wf - cut_w) * uniform((0.0, 1.0), 5))
-    yc1 = tf.floor((hf - cut_h) * uniform((0.0, 1.0), 6))
-    cell_w = tf.maximum(tf.math.ceil(cut_w / holes), 1.0)
-    cell_h = tf.maximum(tf.floor(cell_w * hole_ar), 1.0)
-    ratio = tf.sqrt(1.0 - lam)
-    hole_w = tf.minimum(tf.maximum(tf.floor(cell_w * ratio), 1.0), cell_w - 1.0)
-    hole_h = tf.minimum(tf.maximum(tf.floor(cell_h * ratio), 1.0), cell_h - 1.0)
+    cut_w = knp.minimum(knp.floor(knp.sqrt(area / aspect)), wf)
+    cut_h = knp.minimum(knp.floor(cut_w * aspect), hf)
+    xc1 = knp.floor((wf - cut_w) * uniform((0.0, 1.0), 5))
+    yc1 = knp.floor((hf - cut_h) * uniform((0.0, 1.0), 6))
+    cell_w = knp.maximum(knp.ceil(cut_w / holes), 1.0)
+    cell_h = knp.maximum(knp.floor(cell_w * hole_ar), 1.0)
+    ratio = knp.sqrt(1.0 - lam)
+    hole_w = knp.minimum(knp.maximum(knp.floor(cell_w * ratio), 1.0), cell_w - 1.0)
+    hole_h = knp.minimum(knp.maximum(knp.floor(cell_h * ratio), 1.0), cell_h - 1.0)
 
     rows, cols = _grid(height, width)
 
@@ -362,10 +413,10 @@ def gridmix_mask(
     dy = rows - per_sample(yc1)
     dx = cols - per_sample(xc1)
     in_crop = (dy >= 0) & (dy < per_sample(cut_h)) & (dx >= 0) & (dx < per_sample(cut_w))
-    in_hole_y = tf.math.floormod(dy, per_sample(cell_h)) < per_sample(hole_h)
-    in_hole_x = tf.math.floormod(dx, per_sample(cell_w)) < per_sample(hole_w)
+    in_hole_y = knp.mod(dy, per_sample(cell_h)) < per_sample(hole_h)
+    in_hole_x = knp.mod(dx, per_sample(cell_w)) < per_sample(hole_w)
     partner = in_crop & in_hole_y & in_hole_x
-    return 1.0 - tf.cast(partner, tf.float32)[..., None]
+    return 1.0 - kb.cast(partner, "float32")[..., None]
 
 
 def _gaussian_mask(lam, height, width, seed, inverse_metric=None):
@@ -377,9 +428,9 @@ def _gaussian_mask(lam, height, width, seed, inverse_metric=None):
     `(1 - lam) * H * W`, so before border truncation the partner's share is
     `1 - lam`. The mask (anchor weight) is one minus the kernel.
     """
-    lam = tf.cast(lam, tf.float32)
+    lam = kb.cast(lam, "float32")
     batch = _batch_size(lam)
-    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    hf, wf = _float(height), _float(width)
     cy = sample_uniform([batch], fold_seed(seed, 1)) * hf
     cx = sample_uniform([batch], fold_seed(seed, 2)) * wf
     rows, cols = _grid(height, width)
@@ -393,9 +444,9 @@ def _gaussian_mask(lam, height, width, seed, inverse_metric=None):
         b = inverse_metric[:, 0, 1][:, None, None]
         c = inverse_metric[:, 1, 1][:, None, None]
         quad = a * dy * dy + 2.0 * b * dy * dx + c * dx * dx
-    partner_share = tf.maximum(1.0 - lam, 1e-6)[:, None, None]
-    kernel = tf.exp(-math.pi * quad / (partner_share * hf * wf))
-    kernel = tf.where(partner_share <= 1e-6, tf.zeros_like(kernel), kernel)
+    partner_share = knp.maximum(1.0 - lam, 1e-6)[:, None, None]
+    kernel = knp.exp(-math.pi * quad / (partner_share * hf * wf))
+    kernel = knp.where(partner_share <= 1e-6, knp.zeros_like(kernel), kernel)
     return (1.0 - kernel)[..., None]
 
 
@@ -423,15 +474,15 @@ def agmix_inverse_metric(batch_size, seed, max_correlation=0.95):
     """
     q = sample_uniform([batch_size], fold_seed(seed, 1), -max_correlation, max_correlation)
     theta = sample_uniform([batch_size], fold_seed(seed, 2), 0.0, math.pi)
-    cos, sin = tf.cos(theta), tf.sin(theta)
+    cos, sin = knp.cos(theta), knp.sin(theta)
     # [[1, q], [q, 1]]^-1 = [[1, -q], [-q, 1]] / (1 - q^2); times sqrt(1 - q^2).
-    norm = 1.0 / tf.sqrt(1.0 - q * q)
+    norm = 1.0 / knp.sqrt(1.0 - q * q)
     m00, m01, m11 = norm, -q * norm, norm
     # R M R^T with R = [[cos, -sin], [sin, cos]].
     a = cos * cos * m00 - 2.0 * cos * sin * m01 + sin * sin * m11
     b = cos * sin * (m00 - m11) + (cos * cos - sin * sin) * m01
     c = sin * sin * m00 + 2.0 * cos * sin * m01 + cos * cos * m11
-    return tf.stack([tf.stack([a, b], -1), tf.stack([b, c], -1)], -2)
+    return knp.stack([knp.stack([a, b], -1), knp.stack([b, c], -1)], -2)
 
 
 def agmix_mask(lam, height, width, seed, max_correlation=0.95):
@@ -443,7 +494,7 @@ def agmix_mask(lam, height, width, seed, max_correlation=0.95):
     so that the kernel's area stays `(1 - lam) H W` whatever q and the rotation
     are (the project's method notes); see `gmix_mask` for the kernel.
     """
-    lam = tf.cast(lam, tf.float32)
+    lam = kb.cast(lam, "float32")
     inv = agmix_inverse_metric(_batch_size(lam), fold_seed(seed, 7), max_correlation)
     return _gaussian_mask(lam, height, width, seed, inverse_metric=inv)
 
@@ -465,9 +516,9 @@ def resizemix_mask(tau, height, width, seed):
         source_cols: (B, W) int32, likewise for columns (the resize is
             separable; `ops.mixing.gather_partners` applies the map).
     """
-    tau = tf.cast(tau, tf.float32)
-    cut_h = tf.floor(tf.cast(height, tf.float32) * tau)
-    cut_w = tf.floor(tf.cast(width, tf.float32) * tau)
+    tau = kb.cast(tau, "float32")
+    cut_h = knp.floor(_float(height) * tau)
+    cut_w = knp.floor(_float(width) * tau)
     y1, y2, x1, x2 = _clipped_box(cut_h, cut_w, height, width, seed)
     masks = _box_mask(y1, y2, x1, x2, height, width)
     source_rows = _nearest_source(y1, y2, height)
@@ -479,12 +530,12 @@ def _nearest_source(start, stop, size):
     """(B, size) source index of each position when [0, size) is resized into
     [start, stop) by nearest neighbour (PyTorch 'nearest': floor); identity
     outside the interval."""
-    pos = tf.cast(tf.range(size), tf.float32)[None, :]
-    sizef = tf.cast(size, tf.float32)
-    span = tf.maximum(stop - start, 1.0)[:, None]
-    src = tf.clip_by_value(tf.floor((pos - start[:, None]) * sizef / span), 0.0, sizef - 1.0)
+    pos = kb.cast(knp.arange(size), "float32")[None, :]
+    sizef = _float(size)
+    span = knp.maximum(stop - start, 1.0)[:, None]
+    src = _clip(knp.floor((pos - start[:, None]) * sizef / span), 0.0, sizef - 1.0)
     inside = (pos >= start[:, None]) & (pos < stop[:, None])
-    return tf.cast(tf.where(inside, src, pos + tf.zeros_like(src)), tf.int32)
+    return kb.cast(knp.where(inside, src, pos + knp.zeros_like(src)), "int32")
 
 
 MASK_GENERATORS = {

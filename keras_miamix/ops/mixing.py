@@ -11,15 +11,19 @@ returns
   (`mask >= 0.5` keeps the anchor's), kept in their dtype and channel count.
 
 Helpers here also prepare labels (one-hot, smoothing) and validate inputs, so
-that every layer and model reports bad input the same way.
+that every layer and model reports bad input the same way. Written in the
+ops of the computing backend (`keras_miamix.backend`).
 """
 
-import tensorflow as tf
+import numpy as np
+
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 
 
 def label_weights(masks):
     """Per-sample anchor share, the mean of each (B, H, W, 1) mask."""
-    return tf.reduce_mean(masks, axis=[1, 2, 3])
+    return knp.mean(masks, axis=(1, 2, 3))
 
 
 def gather_partners(images, partner_index, source_rows=None, source_cols=None):
@@ -32,20 +36,20 @@ def gather_partners(images, partner_index, source_rows=None, source_cols=None):
     faster in `tf.function` and up to 5x slower under XLA on CPU.)
     """
     if source_rows is None:
-        return tf.gather(images, partner_index)
-    shape = tf.shape(images)
+        return kb.gather(images, partner_index)
+    shape = kb.shape(images)
     height, width = shape[1], shape[2]
     index = (partner_index[:, None, None] * (height * width)
              + source_rows[:, :, None] * width + source_cols[:, None, :])
-    flat = tf.reshape(images, [-1, shape[3]])
-    return tf.reshape(tf.gather(flat, index), shape)
+    flat = knp.reshape(images, (-1, shape[3]))
+    return knp.reshape(kb.gather(flat, index), shape)
 
 
 def mix_labels(labels, weights, partner_index):
     """`w * y_i + (1 - w) * y_j` for (B, K) float labels (or (B,) weights)."""
-    labels = tf.convert_to_tensor(labels)
-    partner = tf.gather(labels, partner_index)
-    w = tf.reshape(tf.cast(weights, labels.dtype), [-1] + [1] * (labels.shape.rank - 1))
+    labels = kb.convert(labels)
+    partner = kb.gather(labels, partner_index)
+    w = knp.reshape(kb.cast(weights, labels.dtype), (-1,) + (1,) * (kb.rank(labels) - 1))
     return partner + w * (labels - partner)
 
 
@@ -91,8 +95,8 @@ def mix_batch(
     if partner_images is None:
         partner_images = images
     partner = gather_partners(partner_images, partner_index, source_rows, source_cols)
-    m = tf.cast(masks, images.dtype)
-    if m.shape.rank == 4 and m.shape[1] == 1 and m.shape[2] == 1:
+    m = kb.cast(masks, images.dtype)
+    if kb.rank(m) == 4 and m.shape[1] == 1 and m.shape[2] == 1:
         # A per-sample constant: two cheap broadcasts beat the form below
         # (10.2 vs 11.2 ms at (64, 224, 224, 3) on 2 CPU cores).
         out = {"images": m * images + (1 - m) * partner}
@@ -108,19 +112,19 @@ def mix_batch(
     if sample_weight is not None:
         out["sample_weight"] = mix_labels(sample_weight, weights, partner_index)
     if segmentation_masks is not None:
-        seg = tf.convert_to_tensor(segmentation_masks)
+        seg = kb.convert(segmentation_masks)
         seg_source = seg if partner_segmentation_masks is None else partner_segmentation_masks
-        squeeze = seg.shape.rank == 3
+        squeeze = kb.rank(seg) == 3
         if squeeze:
             seg, seg_source = seg[..., None], seg_source[..., None]
         seg_partner = gather_partners(seg_source, partner_index, source_rows, source_cols)
-        keep = tf.broadcast_to(masks >= 0.5, tf.concat([tf.shape(seg)[:3], [1]], 0))
-        seg = tf.where(keep, seg, seg_partner)
+        keep = knp.broadcast_to(masks >= 0.5, tuple(kb.shape(seg)[:3]) + (1,))
+        seg = knp.where(keep, seg, seg_partner)
         out["segmentation_masks"] = seg[..., 0] if squeeze else seg
     return out
 
 
-def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float32):
+def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype="float32"):
     """Turns labels into (B, K) float rows, optionally smoothed.
 
     Class indices, integer labels or any labels of shape (B,) (or (B, 1) with
@@ -130,44 +134,46 @@ def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float
     Raises:
         ValueError: integer labels without `num_classes`, or a bad shape.
     """
-    labels = tf.convert_to_tensor(labels)
-    rank = labels.shape.rank
+    labels = kb.convert(labels)
+    rank = kb.rank(labels)
+    label_dtype = kb.dtype_name(labels)
     # Class indices: integer labels, or labels of shape (B,) / (B, 1) of any
     # dtype (Keras' adapters turn integer arrays into floats under
     # tf.distribute).
-    indices = labels.dtype.is_integer or labels.dtype == tf.bool or rank == 1 or (
+    indices = "int" in label_dtype or label_dtype == "bool" or rank == 1 or (
         rank == 2 and labels.shape[-1] == 1 and num_classes not in (None, 1))
     if indices:
         if num_classes is None:
             raise ValueError(
                 "Class-index labels need `num_classes`: pass "
                 "`num_classes=K` to the layer (or one-hot float labels). "
-                f"Received labels of dtype {labels.dtype.name} and shape "
-                f"{labels.shape}."
+                f"Received labels of dtype {label_dtype} and shape "
+                f"{tuple(labels.shape)}."
             )
         if rank == 2 and labels.shape[-1] == 1:
             labels = labels[:, 0]
         elif rank != 1:
             raise ValueError(
                 "Integer labels must have shape (batch,) or (batch, 1); "
-                f"received shape {labels.shape}."
+                f"received shape {tuple(labels.shape)}."
             )
-        labels = tf.one_hot(check_class_indices(labels, num_classes), num_classes, dtype=dtype)
+        labels = kb.nn.one_hot(check_class_indices(labels, num_classes), num_classes,
+                               dtype=dtype)
     else:
         if rank != 2:
             raise ValueError(
                 "Float labels must be one-hot or soft rows of shape "
-                f"(batch, num_classes); received shape {labels.shape}. For "
+                f"(batch, num_classes); received shape {tuple(labels.shape)}. For "
                 "class indices pass integer labels and `num_classes`."
             )
         if num_classes is not None and labels.shape[-1] not in (None, num_classes):
             raise ValueError(
                 f"`num_classes={num_classes}` does not match labels of shape "
-                f"{labels.shape}."
+                f"{tuple(labels.shape)}."
             )
-        labels = tf.cast(labels, dtype)
+        labels = kb.cast(labels, dtype)
     if label_smoothing:
-        k = tf.cast(tf.shape(labels)[-1], dtype)
+        k = kb.cast(kb.convert(kb.shape(labels)[-1]), dtype)
         labels = labels * (1.0 - label_smoothing) + label_smoothing / k
     return labels
 
@@ -175,23 +181,29 @@ def prepare_labels(labels, num_classes=None, label_smoothing=0.0, dtype=tf.float
 def check_class_indices(labels, num_classes):
     """Class-index labels as int32, checked to lie in [0, num_classes).
 
-    `tf.one_hot` turns an index out of range into an all-zero row, so a wrong
-    `num_classes` would train on wrong targets without a word. Labels known
-    when tracing (eager code, constants) raise a `ValueError` at once; others
-    get a run-time assertion, which fails the `tf.data` pipeline or the step
-    with the same message. XLA (`jit_compile=True`) drops assertions, so a
-    compiled train step cannot check them.
+    One-hot encoding turns an index out of range into an all-zero row, so a
+    wrong `num_classes` would train on wrong targets without a word. Labels
+    whose values are known when tracing (eager code on any backend, constants)
+    raise a `ValueError` at once; in a TensorFlow graph (`tf.data`, a
+    `tf.function`) others get a run-time assertion, which fails the pipeline
+    or the step with the same message. XLA (`jit_compile=True`) drops
+    assertions, and `jax.jit` and `torch.compile` have none, so a compiled
+    train step cannot check them.
     """
-    indices = tf.cast(labels, tf.int32)
+    indices = kb.cast(labels, "int32")
     message = (f"Labels must be class indices in [0, num_classes) with "
                f"num_classes={num_classes}; received label")
-    static = tf.get_static_value(indices)
+    static = _static_value(indices)
     if static is not None:
         bad = static[(static < 0) | (static >= num_classes)]
         if bad.size:
             raise ValueError(f"{message} {int(bad.flat[0])} (labels seen: min "
                              f"{int(static.min())}, max {int(static.max())}).")
         return indices
+    if not kb.is_tensorflow():
+        return indices
+    import tensorflow as tf
+
     ok = (indices >= 0) & (indices < num_classes)
     first_bad = tf.gather(indices, tf.argmin(tf.cast(ok, tf.int32)))
     check = tf.debugging.Assert(tf.reduce_all(ok), [message, first_bad])
@@ -199,10 +211,34 @@ def check_class_indices(labels, num_classes):
         return tf.identity(indices)
 
 
+def _static_value(x):
+    """The values of `x` as a NumPy array when they are known now: always for
+    concrete tensors, for TensorFlow graph tensors when constant; None for
+    traced values (a `jax.jit` tracer, a graph placeholder, a tensor that
+    `torch.compile` traces)."""
+    name = kb.name()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.get_static_value(x)
+    if name == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+        return np.asarray(x)
+    import torch
+
+    if torch.compiler.is_compiling() or x.is_meta:
+        return None
+    return x.detach().cpu().numpy()
+
+
 def check_batch_sizes(images, **others):
     """Raises a ValueError when a tensor's batch size differs from the images'.
 
-    Checked statically when both sizes are known, else at run time.
+    Checked statically when both sizes are known, else at run time
+    (TensorFlow graphs with an unknown batch).
     """
     n = images.shape[0]
     for name, value in others.items():
@@ -214,9 +250,11 @@ def check_batch_sizes(images, **others):
                 raise ValueError(
                     f"`{name}` has batch size {m} but `images` has batch size "
                     f"{n}; they must match. Received {name} of shape "
-                    f"{value.shape} and images of shape {images.shape}."
+                    f"{tuple(value.shape)} and images of shape {tuple(images.shape)}."
                 )
-        else:
+        elif kb.is_tensorflow():
+            import tensorflow as tf
+
             tf.debugging.assert_equal(
                 tf.shape(value)[0],
                 tf.shape(images)[0],

@@ -1,4 +1,4 @@
-"""Random samplers that compile under XLA.
+"""Random samplers that compile under XLA, on every Keras backend.
 
 TensorFlow's gamma op (behind `tf.random.gamma`, `keras.random.beta` and the
 TFP Beta/Dirichlet samplers) has no XLA kernel, so Beta and Dirichlet draws are
@@ -16,56 +16,29 @@ built here from stateless uniform and normal draws only:
   Dirichlet = softmax(log G) stay finite even for small concentrations, where
   U**(1/a) underflows.
 
-All functions take a stateless `seed` (a shape-(2,) int32 tensor). Eager code,
+All functions take a stateless `seed` (a shape-(2,) int32 tensor of the backend
+that computes, `keras_miamix.backend`) and are written in that backend's ops,
+so they run under TensorFlow (eager, `tf.function`, `tf.data`, XLA), `jax.jit`
+and PyTorch alike. On TensorFlow, eager code,
 `tf.function` and `tf.data` share the same kernels and give identical draws for
 a seed; XLA compiles its own generator (measured here: different numbers for the
 same seed, even with the algorithm named), so a `jit_compile=True` call is
 reproducible with itself and follows the same distributions, but does not
 repeat the eager numbers. Under XLA the large normal draws (FMix's spectra) come
 from Threefry-2x32 written as fused integer ops (`threefry2x32`), several times
-cheaper there than XLA's own generators.
+cheaper there than XLA's own generators. JAX and PyTorch draw from their own
+generators (`keras_miamix.backend.uniform`): reproducible per backend, other
+numbers than TensorFlow's.
 """
 
 import math
 
-import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
+from keras_miamix import backend as kb
+from keras_miamix.backend import in_tf_data_function  # noqa: F401 (re-exported)
+from keras_miamix.backend import in_xla_context
+from keras_miamix.backend import numpy as knp
 
 _NUM_PROPOSALS = 16
-
-
-@tf.autograph.experimental.do_not_convert
-def in_xla_context():
-    """True while tracing inside `tf.function(jit_compile=True)` (or any XLA
-    compilation context), False eagerly, in a plain `tf.function` and in
-    `tf.data`.
-
-    Ops that prefer different code under XLA (static shapes) and outside it
-    (dynamic shapes, no functional control flow) choose at trace time with it.
-    AutoGraph must not convert it: the converted copy fails when a function
-    that `tf.data` converts (a `ds.map` of user code) reaches it.
-    """
-    graph = tf.compat.v1.get_default_graph()
-    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
-
-
-@tf.autograph.experimental.do_not_convert
-def in_tf_data_function():
-    """True while `tf.data` traces a function: a `ds.map(layer)` (or a
-    function of the user's that calls the layer inside a `ds.map`, `filter`,
-    `interleave`...), False eagerly and in a `tf.function` of one's own.
-
-    tf.data names the functions it traces after the transformation
-    ("Dataset_map_<fn>", "tf_data_experimental_..."); this walks out through
-    the enclosing function graphs looking for such a name.
-    """
-    graph = tf.compat.v1.get_default_graph()
-    while graph is not None:
-        if getattr(graph, "name", "").startswith(("Dataset_", "tf_data_")):
-            return True
-        graph = getattr(graph, "outer_graph", None)
-    return False
-
 
 _SALT_MULTIPLIER = 65537
 
@@ -75,48 +48,48 @@ def fold_seed(seed, salt):
     (a Python int or an int32 scalar tensor).
 
     `[s0 * 65537 + salt, s1]` (int32, wrapping): distinct salts (< 65537) at
-    each nesting level give distinct seeds, and the stateless ops scramble the
-    seed (Philox key/counter derivation), so neighbouring seeds give
-    independent streams. Two ops, where `tf.random.experimental.stateless_fold_in`
-    costs about fifty: on CPU under `tf.function` the per-op overhead, not the
-    arithmetic, dominates small batches.
+    each nesting level give distinct seeds, and the stateless generators
+    scramble the seed (Philox key/counter derivation, Threefry), so
+    neighbouring seeds give independent streams. Two ops, where
+    `tf.random.experimental.stateless_fold_in` costs about fifty: on CPU under
+    `tf.function` the per-op overhead, not the arithmetic, dominates small
+    batches.
     """
-    seed = tf.cast(seed, tf.int32)
+    seed = kb.cast(seed, "int32")
+    multiplier = kb.convert([_SALT_MULTIPLIER, 1], "int32")
     if isinstance(salt, int):
-        return seed * tf.constant([_SALT_MULTIPLIER, 1]) + tf.constant([salt, 0])
-    return seed * tf.constant([_SALT_MULTIPLIER, 1]) + tf.stack([tf.cast(salt, tf.int32), 0])
-
-
-def _rng_alg():
-    """Philox under XLA, whose default generator on CPU costs about 25x more
-    per number (measured: 32 against 1.4 ms for 139,000 uniforms, which made
-    MiAMix's few thousand Dirichlet proposals cost more than the whole blend);
-    elsewhere the default, so that non-XLA draws stay what they were."""
-    return "philox" if in_xla_context() else "auto_select"
+        return seed * multiplier + kb.convert([salt, 0], "int32")
+    salt = knp.stack([kb.cast(salt, "int32"), knp.zeros((), "int32")])
+    return seed * multiplier + salt
 
 
 def normal_pair(shape, seed):
     """Two independent standard normal tensors of `shape`.
 
-    Outside XLA, one Box-Muller draw on Philox uniforms (the cosine and the
-    sine of the same radius and angle): `r = sqrt(-2 log(1 - u1))`,
-    `z = (r cos(2 pi u2), r sin(2 pi u2))`, exactly N(0, 1) up to float32
-    rounding, as TensorFlow's own normal kernel. For FMix's spectra (3.2
-    million draws on 2 CPU cores) it costs 12 ms where two
+    On TensorFlow outside XLA, one Box-Muller draw on Philox uniforms (the
+    cosine and the sine of the same radius and angle):
+    `r = sqrt(-2 log(1 - u1))`, `z = (r cos(2 pi u2), r sin(2 pi u2))`, exactly
+    N(0, 1) up to float32 rounding, as TensorFlow's own normal kernel. For
+    FMix's spectra (3.2 million draws on 2 CPU cores) it costs 12 ms where two
     `tf.random.stateless_normal` calls cost 20.
 
-    Under XLA, `sqrt(2) erfinv(2u - 1)` of Threefry uniforms (`_xla_uniform`):
-    XLA's CPU Philox costs 24 ms for those 3.2 million uniforms and its
-    sine and cosine 15 ms more, where Threefry as fused integer ops costs 4 ms
-    and the inverse error function (a polynomial) 4 ms. Same distribution,
-    other numbers (as every XLA draw here).
+    Under TensorFlow's XLA, `sqrt(2) erfinv(2u - 1)` of Threefry uniforms
+    (`_xla_uniform`): XLA's CPU Philox costs 24 ms for those 3.2 million
+    uniforms and its sine and cosine 15 ms more, where Threefry as fused
+    integer ops costs 4 ms and the inverse error function (a polynomial) 4 ms.
+    Same distribution, other numbers (as every XLA draw here). JAX and PyTorch
+    use their own normal generators.
     """
+    if not kb.is_tensorflow():
+        z = kb.normal((2,) + tuple(shape), seed)
+        return z[0], z[1]
+    import tensorflow as tf
+
+    shape = tf.convert_to_tensor(shape, tf.int32)
     if in_xla_context():
-        shape = tf.convert_to_tensor(shape, tf.int32)
         u = _xla_uniform(tf.concat([[2], shape], 0), seed)
         z = math.sqrt(2.0) * tf.math.erfinv(2.0 * u - 1.0)
         return z[0], z[1]
-    shape = tf.convert_to_tensor(shape, tf.int32)
     u = tf.random.stateless_uniform(tf.concat([[2], shape], 0), seed, alg="philox")
     radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))
     angle = (2.0 * math.pi) * u[1]
@@ -128,6 +101,8 @@ _THREEFRY_PARITY = 0x1BD11BDA
 
 
 def _rotate_left(x, r):
+    import tensorflow as tf
+
     return tf.bitwise.bitwise_or(tf.bitwise.left_shift(x, tf.constant(r, tf.uint32)),
                                  tf.bitwise.right_shift(x, tf.constant(32 - r, tf.uint32)))
 
@@ -146,6 +121,8 @@ def threefry2x32(key, x0, x1):
     Returns:
         Two uint32 tensors of that shape.
     """
+    import tensorflow as tf
+
     k0, k1 = key[0], key[1]
     keys = (k0, k1, k0 ^ k1 ^ tf.constant(_THREEFRY_PARITY, tf.uint32))
     x0 = x0 + k0
@@ -163,6 +140,8 @@ def _xla_uniform(shape, seed):
     """Float32 uniforms of `shape` from Threefry-2x32 keyed by `seed`, two per
     counter: 23 random bits each, on the grid (k + 1/2) / 2**23 in the open
     (0, 1), symmetric about 1/2 (so `erfinv(2u - 1)` stays finite)."""
+    import tensorflow as tf
+
     size = tf.reduce_prod(shape)
     half = (size + 1) // 2
     counter = tf.bitcast(tf.range(half, dtype=tf.int32), tf.uint32)
@@ -172,11 +151,15 @@ def _xla_uniform(shape, seed):
     return tf.reshape((tf.cast(k, tf.float32) + 0.5) * (2.0 ** -23), shape)
 
 
-def uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32):
+def uniform(shape, seed, minval=0.0, maxval=1.0, dtype="float32"):
     """Uniform draws in [minval, maxval); integers when `dtype` is int32
-    (generator: `_rng_alg`)."""
-    return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype,
-                                       alg=_rng_alg())
+    (`keras_miamix.backend.uniform`)."""
+    return kb.uniform(shape, seed, minval=minval, maxval=maxval, dtype=kb_dtype(dtype))
+
+
+def kb_dtype(dtype):
+    """A dtype as its name ("float32"), from a name or a TensorFlow dtype."""
+    return getattr(dtype, "name", dtype)
 
 
 def stateless_log_gamma(shape, alpha, seed, num_proposals=_NUM_PROPOSALS):
@@ -192,29 +175,47 @@ def stateless_log_gamma(shape, alpha, seed, num_proposals=_NUM_PROPOSALS):
     Returns:
         float32 tensor of `shape` holding log(G), G ~ Gamma(alpha, 1).
     """
-    alpha = tf.broadcast_to(tf.cast(alpha, tf.float32), shape)
+    alpha = knp.broadcast_to(kb.cast(kb.convert(alpha), "float32"), shape)
     boosted = alpha + 1.0
     d = boosted - 1.0 / 3.0
-    c = 1.0 / tf.sqrt(9.0 * d)
-    prop_shape = tf.concat([[num_proposals], tf.shape(alpha)], axis=0)
-    x = tf.random.stateless_normal(prop_shape, fold_seed(seed, 1), alg=_rng_alg())
+    c = 1.0 / knp.sqrt(9.0 * d)
+    prop_shape = (num_proposals,) + tuple(kb.shape(alpha))
+    if kb.is_tensorflow():
+        import tensorflow as tf
+
+        prop_shape = tf.concat([[num_proposals], tf.shape(alpha)], axis=0)
+    x = kb.normal(prop_shape, fold_seed(seed, 1))
     u = uniform(prop_shape, fold_seed(seed, 2))
     v = 1.0 + c * x
-    v_pos = tf.maximum(v, 1e-12)
+    v_pos = knp.maximum(v, 1e-12)
     v3 = v_pos * v_pos * v_pos
-    log_v3 = 3.0 * tf.math.log(v_pos)
+    log_v3 = 3.0 * knp.log(v_pos)
     accept = (v > 0.0) & (
-        tf.math.log(tf.maximum(u, 1e-30)) < 0.5 * x * x + d - d * v3 + d * log_v3
+        knp.log(knp.maximum(u, 1e-30)) < 0.5 * x * x + d - d * v3 + d * log_v3
     )
     # First accepted proposal; if none is accepted keep the mode (v = 1).
-    first = tf.argmax(tf.cast(accept, tf.int32), axis=0, output_type=tf.int32)
-    any_accept = tf.reduce_any(accept, axis=0)
-    pick = tf.one_hot(first, num_proposals, axis=0, dtype=tf.float32)
-    log_v3_first = tf.reduce_sum(log_v3 * pick, axis=0)
-    log_v3_first = tf.where(any_accept, log_v3_first, tf.zeros_like(log_v3_first))
-    log_g_boosted = tf.math.log(d) + log_v3_first
-    u_boost = uniform(tf.shape(alpha), fold_seed(seed, 3), minval=1e-30, maxval=1.0)
-    return log_g_boosted + tf.math.log(u_boost) / alpha
+    accept_i = kb.cast(accept, "int32")
+    first = kb.cast(knp.argmax(accept_i, axis=0), "int32")
+    any_accept = kb.amax(accept_i, axis=0) > 0
+    pick = kb.cast(knp.expand_dims(first, 0) == _proposal_index(num_proposals, rank=len(
+        alpha.shape)), "float32")
+    log_v3_first = knp.sum(log_v3 * pick, axis=0)
+    log_v3_first = knp.where(any_accept, log_v3_first, knp.zeros_like(log_v3_first))
+    log_g_boosted = knp.log(d) + log_v3_first
+    u_boost = uniform(kb.shape(alpha) if not kb.is_tensorflow() else _tf_shape(alpha),
+                      fold_seed(seed, 3), minval=1e-30, maxval=1.0)
+    return log_g_boosted + knp.log(u_boost) / alpha
+
+
+def _tf_shape(x):
+    import tensorflow as tf
+
+    return tf.shape(x)
+
+
+def _proposal_index(num_proposals, rank):
+    """(P, 1, ..., 1) int32 proposal numbers 0..P-1."""
+    return knp.reshape(knp.arange(num_proposals, dtype="int32"), (num_proposals,) + (1,) * rank)
 
 
 def sample_beta(shape, alpha, beta, seed):
@@ -225,12 +226,18 @@ def sample_beta(shape, alpha, beta, seed):
     """
     if isinstance(alpha, (int, float)) and isinstance(beta, (int, float)) and alpha == beta == 1:
         return uniform(shape, fold_seed(seed, 11))
-    both = tf.stack(
-        [tf.broadcast_to(tf.cast(alpha, tf.float32), shape),
-         tf.broadcast_to(tf.cast(beta, tf.float32), shape)]
+    both = knp.stack(
+        [knp.broadcast_to(kb.cast(kb.convert(alpha), "float32"), shape),
+         knp.broadcast_to(kb.cast(kb.convert(beta), "float32"), shape)]
     )
-    log_g = stateless_log_gamma(tf.shape(both), both, fold_seed(seed, 11))
-    return tf.sigmoid(log_g[0] - log_g[1])
+    log_g = stateless_log_gamma(_shape_of(both), both, fold_seed(seed, 11))
+    return kb.nn.sigmoid(log_g[0] - log_g[1])
+
+
+def _shape_of(x):
+    """The shape to draw like `x`: a shape tensor on TensorFlow (dynamic
+    sizes), a tuple of ints elsewhere."""
+    return _tf_shape(x) if kb.is_tensorflow() else tuple(x.shape)
 
 
 def sample_dirichlet(concentration, seed, active=None):
@@ -247,13 +254,13 @@ def sample_dirichlet(concentration, seed, active=None):
     Returns:
         float32 (..., K) rows summing to one.
     """
-    concentration = tf.convert_to_tensor(concentration, tf.float32)
-    log_g = stateless_log_gamma(tf.shape(concentration), concentration, seed)
+    concentration = kb.cast(kb.convert(concentration), "float32")
+    log_g = stateless_log_gamma(_shape_of(concentration), concentration, seed)
     if active is not None:
-        log_g = tf.where(active, log_g, tf.fill(tf.shape(log_g), -1e30))
-    probs = tf.nn.softmax(log_g, axis=-1)
+        log_g = knp.where(active, log_g, knp.full_like(log_g, -1e30))
+    probs = kb.nn.softmax(log_g, axis=-1)
     if active is not None:
-        probs = tf.where(active, probs, tf.zeros_like(probs))
+        probs = knp.where(active, probs, knp.zeros_like(probs))
     return probs
 
 
@@ -267,14 +274,18 @@ def sample_categorical(batch_size, weights, seed):
 
     Uses the inverse CDF on a uniform draw (XLA-compatible, no multinomial op).
     """
-    weights = tf.convert_to_tensor(weights, tf.float32)
-    cdf = tf.math.cumsum(weights / tf.reduce_sum(weights))
+    weights = kb.cast(kb.convert(weights), "float32")
+    cdf = knp.cumsum(weights / knp.sum(weights), axis=0)
     u = uniform([batch_size], seed)
-    idx = tf.reduce_sum(tf.cast(u[:, None] >= cdf[None, :], tf.int32), axis=-1)
-    return tf.minimum(idx, tf.shape(weights)[0] - 1)
+    idx = knp.sum(kb.cast(u[:, None] >= cdf[None, :], "int32"), axis=-1)
+    return knp.minimum(idx, kb.shape(weights)[0] - 1)
 
 
 def random_permutation(batch_size, seed):
     """A random permutation of range(batch_size) (argsort of uniforms)."""
     u = uniform([batch_size], seed)
-    return tf.argsort(u)
+    if kb.is_tensorflow():
+        import tensorflow as tf
+
+        return tf.argsort(u)
+    return kb.cast(knp.argsort(u), "int32")
