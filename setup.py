@@ -13,7 +13,7 @@ setup(
     name="keras_miamix",
     version=version["__version__"],
     description=(
-        "Mixed-sample data augmentation for Keras 3 on TensorFlow: MiAMix, "
+        "Mixed-sample data augmentation for Keras 3 (TensorFlow, JAX, PyTorch): MiAMix, "
         "AutoMix, Manifold Mixup, MixUp, CutMix, FMix, GridMix, GMix, AGMix "
         "and ResizeMix as XLA-compatible, vectorised Keras layers and models."
     ),
@@ -47,6 +47,9 @@ setup(
             "ruff>=0.6",
             "nbmake>=1.5",
             "ipykernel>=6",
+            # The other Keras backends, which the test command also runs.
+            "jax[cpu]>=0.10",
+            "torch>=2.14",
         ],
         "bench": ["keras-cv>=0.9.0"],
     },

@@ -242,19 +242,20 @@ def cumsum(x, axis, exclusive=False, reverse=False):
 
 
 def segment_sum(data, segment_ids, num_segments):
-    """Sums of `data` by id into `num_segments` (a static int off TensorFlow);
-    entries with a negative id are dropped."""
+    """Sums of `data` by id into `num_segments` (a static int off TensorFlow),
+    for `data` and `segment_ids` of one shape; entries with a negative id are
+    dropped."""
     backend_name = name()
     if backend_name == "tensorflow":
         return _tf().math.unsorted_segment_sum(data, segment_ids, num_segments)
     if backend_name == "jax":
         import jax
 
-        return jax.ops.segment_sum(data, segment_ids, num_segments=num_segments,
-                                   mode="drop")
+        # Elementwise: `data` and `segment_ids` of one shape.
+        return jax.ops.segment_sum(data.reshape(-1), segment_ids.reshape(-1),
+                                   num_segments=num_segments, mode="drop")
     import torch
 
-    # Elementwise: `data` and `segment_ids` of one shape.
     ids = segment_ids.reshape(-1).long()
     vals = data.reshape(-1)
     keep = ids >= 0
@@ -376,3 +377,25 @@ def amin(x, axis=None, keepdims=False):
     if is_tensorflow():
         return _tf().reduce_min(x, axis=axis, keepdims=keepdims)
     return numpy.min(x, axis=axis, keepdims=keepdims)
+
+
+def _exclude_from_autograph():
+    """Keeps AutoGraph from converting these primitives when a user's
+    `tf.function` reaches them: they hold no tensor-dependent Python control
+    flow, and converted copies were seen to be called with another function's
+    arguments (a `tf.function` over AutoMix's `mix_one_batch`)."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - TensorFlow is a dependency
+        return
+    module_globals = globals()
+    for fn_name in ("name", "is_tensorflow", "module", "convert", "cast", "is_tensor",
+                    "dtype_name", "shape", "rank", "gather", "batch_gather", "cumsum",
+                    "segment_sum", "cond", "bitcast_float_to_int32", "uniform", "normal",
+                    "amax", "amin", "in_xla_context", "static_shapes", "in_tf_graph",
+                    "in_tf_data_function"):
+        module_globals[fn_name] = tf.autograph.experimental.do_not_convert(
+            module_globals[fn_name])
+
+
+_exclude_from_autograph()

@@ -129,10 +129,10 @@ def test_manifold_mixup_mixes_hidden_states_at_the_chosen_layer():
     lam = tf.constant([0.25])
     h1 = x + 1
     mixed = 0.25 * h1 + 0.75 * h1[[2, 0, 1]]
-    out, y_mixed = mm.forward(x, y, tf.constant(2), lam, perm)
+    out, y_mixed = mm.mixed_pass(x, y, tf.constant(2), lam, perm)
     np.testing.assert_allclose(out, mixed * 2 + 10, atol=1e-5)
     np.testing.assert_allclose(y_mixed, 0.25 * y + 0.75 * tf.gather(y, perm), atol=1e-6)
-    out0, _ = mm.forward(x, y, tf.constant(0), lam, perm)
+    out0, _ = mm.mixed_pass(x, y, tf.constant(0), lam, perm)
     np.testing.assert_allclose(out0, ((0.25 * x + 0.75 * x[[2, 0, 1]]) + 1) * 2 + 10, atol=1e-5)
 
 

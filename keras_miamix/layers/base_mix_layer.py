@@ -3,8 +3,10 @@
 import os
 
 import keras
-import tensorflow as tf
+import numpy as np
 
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.mixing import check_batch_sizes
 from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.mixing import prepare_labels
@@ -23,9 +25,15 @@ _DICT_KEYS = (IMAGES, LABELS, SAMPLE_WEIGHT, SEGMENTATION_MASKS)
 _KEY_ALIASES = {"image": IMAGES, "label": LABELS}
 
 
+def seed_state_dtype():
+    """int64 where the backend has it; int32 on JAX, whose 64-bit types are
+    off by default."""
+    return "int32" if keras.backend.backend() == "jax" else "int64"
+
+
 def add_seed_state(layer, seed, name="seed_state"):
-    """A (2,) int64 non-trainable weight `[seed, calls]` holding a layer's or
-    model's random state.
+    """A (2,) integer non-trainable weight `[seed, calls]` holding a layer's or
+    model's random state (int64; int32 on JAX).
 
     Unlike `keras.random.SeedGenerator`, whose state Keras does not save, it is
     an ordinary weight, so a `.keras` file or checkpoint restores it and a
@@ -34,12 +42,13 @@ def add_seed_state(layer, seed, name="seed_state"):
     """
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
-    value = [int(seed), 0]
+    dtype = seed_state_dtype()
+    value = np.array([int(seed) & 0x7FFFFFFF, 0], dtype)
     return layer.add_weight(
         shape=(2,),
-        dtype="int64",
+        dtype=dtype,
         trainable=False,
-        initializer=lambda shape, dtype=None: tf.constant(value, tf.int64),
+        initializer=lambda shape, dtype=None: kb.convert(value, dtype),
         name=name,
     )
 
@@ -51,8 +60,18 @@ def next_seed(state):
     MultiWorkerMirroredStrategy, TPUStrategy) the replica's index is folded in,
     so that no two replicas mix their shards with the same draws while the
     state itself stays one mirrored value.
+
+    `state` is the Keras weight of `add_seed_state`, or (a layer of another
+    Keras backend inside `tf.data`) a `tf.Variable` standing in for it.
     """
-    seed = tf.cast(tf.identity(state.value), tf.int32)
+    if not kb.is_tensorflow():
+        value = state.value
+        state.assign(value + kb.convert([0, 1], state.dtype))
+        return kb.cast(value, "int32")
+    import tensorflow as tf
+
+    value = state.read_value() if isinstance(state, tf.Variable) else state.value
+    seed = tf.cast(tf.identity(value), tf.int32)
     state.assign_add(tf.constant([0, 1], tf.int64))
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
@@ -72,10 +91,10 @@ def content_salt(images):
     data with the same seed state still gives the same result. Whole rows are
     contiguous, so this costs ~0.05 ms where a strided sample cost 0.8 ms.
     """
-    height = tf.shape(images)[1]
-    rows = tf.stack([height // 4, height // 2, (3 * height) // 4])
-    total = tf.reduce_sum(tf.gather(images, rows, axis=1))
-    return tf.bitcast(tf.cast(total, tf.float32), tf.int32)
+    height = kb.shape(images)[1]
+    rows = knp.stack([height // 4, height // 2, (3 * height) // 4])
+    total = knp.sum(kb.gather(images, kb.cast(rows, "int32"), axis=1))
+    return kb.bitcast_float_to_int32(total)
 
 
 def check_positive(name, value):
@@ -196,6 +215,9 @@ class BaseMixLayer(keras.layers.Layer):
         self.data_format = data_format
         self.seed = seed
         self.seed_state = add_seed_state(self, seed)
+        # Its one weight exists from here: built, so that `stateless_call`
+        # (jax.jit) works before a first call.
+        self.built = True
         self.supports_jit = True
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
@@ -214,7 +236,7 @@ class BaseMixLayer(keras.layers.Layer):
         uses `generate_masks`; MiAMix overrides it.
         """
         images = data[IMAGES]
-        batch = tf.shape(images)[0]
+        batch = kb.shape(images)[0]
         height, width = _spatial_size(images)
         perm = random_permutation(batch, fold_seed(seed, 101))
         gen = self.generate_masks(batch, height, width, fold_seed(seed, 102))
@@ -254,17 +276,83 @@ class BaseMixLayer(keras.layers.Layer):
                     return out, info
                 return {k: v for k, v in out.items() if k in _DICT_KEYS}, {}
 
+            import tensorflow as tf
+
             self._jit_mix[with_info] = tf.function(
                 mix, jit_compile=True, reduce_retracing=True, autograph=False)
         return self._jit_mix[with_info]
 
     # ------------------------------------------------------------------- call
+    # The backends whose ops the layer's `mix` is written in: on the others
+    # it computes with TensorFlow (see `__call__`).
+    native_backends = ("tensorflow", "jax", "torch")
+
     def __call__(self, inputs, *args, **kwargs):
+        """Chooses the backend that computes this call.
+
+        * Inside a TensorFlow graph (a `tf.data` map, a `tf.function`) under
+          another Keras backend: TensorFlow, whatever `KERAS_BACKEND` says, as
+          Keras core's preprocessing layers do; the random state then lives in
+          a `tf.Variable` beside the layer's weight, started from it.
+        * Otherwise Keras' backend, on its native arrays: NumPy inputs are
+          converted, and JAX and PyTorch get JAX and PyTorch arrays back
+          (traceable by `jax.jit`, or on the GPU under PyTorch).
+        """
+        structured = isinstance(inputs, (tuple, list, dict))
+        backend_name = keras.backend.backend()
+        leaves = keras.tree.flatten(inputs)
+        symbolic = any(isinstance(x, keras.KerasTensor) for x in leaves)
+        if backend_name != "tensorflow" and not symbolic and _tf_graph_inputs(leaves):
+            with kb.use("tensorflow"):
+                if structured:
+                    inputs = keras.tree.map_structure(_to_tensor, inputs)
+                return super().__call__(inputs, *args, **kwargs)
         # Keras refuses nested arguments that mix tensors and numpy arrays;
-        # users pass (tf images, numpy labels) all the time, so convert first.
-        if isinstance(inputs, (tuple, list, dict)):
-            inputs = tf.nest.map_structure(_to_tensor, inputs)
+        # users pass (images, numpy labels) all the time, so convert first.
+        if structured:
+            inputs = keras.tree.map_structure(_to_tensor, inputs)
+        elif backend_name != "tensorflow" and not symbolic:
+            inputs = _to_tensor(inputs)
         return super().__call__(inputs, *args, **kwargs)
+
+    def _call_through_tensorflow(self, inputs, labels, sample_weight, training, return_info):
+        """A layer not yet written in Keras' ops, on concrete arrays of another
+        backend: computed eagerly with TensorFlow and returned as that
+        backend's arrays. It cannot be traced there (`jax.jit`, a compiled
+        train step): it says so."""
+        args = (inputs, labels, sample_weight)
+        if any(_is_traced(x) for x in keras.tree.flatten(args)):
+            raise NotImplementedError(
+                f"{type(self).__name__} is not yet written in Keras' ops, so under "
+                f"the {keras.backend.backend()} backend it cannot run inside a traced "
+                "or compiled function (jax.jit, a compiled train step, MixModel). "
+                "Use it in a tf.data map (`ds.map(layer)`, which works under every "
+                "backend), call it eagerly, or use the TensorFlow backend.")
+        import tensorflow as tf
+
+        inputs, labels, sample_weight = keras.tree.map_structure(
+            lambda x: None if x is None else tf.convert_to_tensor(kb.to_numpy(x)), args)
+        with kb.use("tensorflow"):
+            outputs = self.call(inputs, labels=labels, sample_weight=sample_weight,
+                                training=training, return_info=return_info)
+        return keras.tree.map_structure(kb.to_native, outputs)
+
+    def _seed_state_here(self):
+        """The random state this call advances: the layer's weight, or inside
+        `tf.data` under another Keras backend a `tf.Variable` started from it
+        (created once, outside the traced function)."""
+        if kb.name() == keras.backend.backend():
+            return self.seed_state
+        mirror = self.__dict__.get("_tf_seed_state")
+        if mirror is None:
+            import tensorflow as tf
+
+            with tf.init_scope():
+                start = kb.to_numpy(self.seed_state.value).astype("int64")
+                mirror = tf.Variable(start, dtype=tf.int64, trainable=False)
+            # Outside Keras' attribute tracking: not a weight of the layer.
+            object.__setattr__(self, "_tf_seed_state", mirror)
+        return mirror
 
     def call(self, inputs, labels=None, sample_weight=None, training=True, return_info=False):
         """Mixes a batch.
@@ -280,6 +368,9 @@ class BaseMixLayer(keras.layers.Layer):
                 "label_weights" (B,) (the anchor's label share) and "lam" (B,)
                 (the sampled ratio); subclasses add more.
         """
+        if kb.name() not in self.native_backends:
+            return self._call_through_tensorflow(inputs, labels, sample_weight, training,
+                                                 return_info)
         if labels is not None:
             inputs = (inputs, labels) if sample_weight is None else (inputs, labels, sample_weight)
         elif sample_weight is not None:
@@ -288,34 +379,34 @@ class BaseMixLayer(keras.layers.Layer):
             return (inputs, None) if return_info else inputs
         data, repack = self._unpack(inputs)
         images = data[IMAGES]
-        compute_images = tf.cast(images, tf.float32)
+        compute_images = kb.cast(images, "float32")
         channels_first = self.data_format == "channels_first"
         if channels_first:
-            compute_images = tf.transpose(compute_images, [0, 2, 3, 1])
-            if SEGMENTATION_MASKS in data and data[SEGMENTATION_MASKS].shape.rank == 4:
-                data[SEGMENTATION_MASKS] = tf.transpose(data[SEGMENTATION_MASKS], [0, 2, 3, 1])
+            compute_images = knp.transpose(compute_images, (0, 2, 3, 1))
+            if SEGMENTATION_MASKS in data and kb.rank(data[SEGMENTATION_MASKS]) == 4:
+                data[SEGMENTATION_MASKS] = knp.transpose(data[SEGMENTATION_MASKS], (0, 2, 3, 1))
         data[IMAGES] = compute_images
-        seed = next_seed(self.seed_state)
+        seed = next_seed(self._seed_state_here())
         seed = fold_seed(seed, content_salt(compute_images))
         if self._compiles_here():
             out, info = self._compiled_mix(return_info)(data, seed)
         else:
             out, info = self.mix(data, seed)
         if return_info:
-            shape = tf.shape(compute_images)
-            info["masks"] = tf.broadcast_to(info["masks"], tf.concat([shape[:3], [1]], 0))
+            shape = kb.shape(compute_images)
+            info["masks"] = knp.broadcast_to(info["masks"], tuple(shape[:3]) + (1,))
         mixed = out[IMAGES]
         if channels_first:
-            mixed = tf.transpose(mixed, [0, 3, 1, 2])
-            if SEGMENTATION_MASKS in out and out[SEGMENTATION_MASKS].shape.rank == 4:
-                out[SEGMENTATION_MASKS] = tf.transpose(out[SEGMENTATION_MASKS], [0, 3, 1, 2])
-        out[IMAGES] = tf.cast(mixed, self.compute_dtype)
+            mixed = knp.transpose(mixed, (0, 3, 1, 2))
+            if SEGMENTATION_MASKS in out and kb.rank(out[SEGMENTATION_MASKS]) == 4:
+                out[SEGMENTATION_MASKS] = knp.transpose(out[SEGMENTATION_MASKS], (0, 3, 1, 2))
+        out[IMAGES] = kb.cast(mixed, self.compute_dtype)
         result = repack(out)
         return (result, info) if return_info else result
 
     def _compiles_here(self):
         """Whether this call runs `mix` through XLA itself (see `jit_compile`)."""
-        if self.jit_compile is False or in_xla_context():
+        if self.jit_compile is False or not kb.is_tensorflow() or in_xla_context():
             return False
         return self.jit_compile is True or (in_tf_data_function() and accelerator_present())
 
@@ -329,7 +420,7 @@ class BaseMixLayer(keras.layers.Layer):
                     f"tfds' 'image') and optionally {_DICT_KEYS[1:]} (or 'label'), "
                     f"each once; received keys {sorted(inputs)}."
                 )
-            data = {k: tf.convert_to_tensor(inputs[names[k]]) for k in _DICT_KEYS if k in names}
+            data = {k: kb.convert(inputs[names[k]]) for k in _DICT_KEYS if k in names}
             passthrough = {k: v for k, v in inputs.items()
                            if _KEY_ALIASES.get(k, k) not in _DICT_KEYS}
 
@@ -346,48 +437,49 @@ class BaseMixLayer(keras.layers.Layer):
                     f"{type(inputs).__name__} of length {len(inputs)}."
                 )
             keys = (IMAGES, LABELS, SAMPLE_WEIGHT)[: len(inputs)]
-            data = {k: tf.convert_to_tensor(v) for k, v in zip(keys, inputs)}
+            data = {k: kb.convert(v) for k, v in zip(keys, inputs)}
 
             def repack(out):
                 return tuple(out[k] for k in keys)
 
         else:
-            data = {IMAGES: tf.convert_to_tensor(inputs)}
+            data = {IMAGES: kb.convert(inputs)}
 
             def repack(out):
                 return out[IMAGES]
 
         images = data[IMAGES]
-        if images.shape.rank != 4:
+        if kb.rank(images) != 4:
             raise ValueError(
                 f"{type(self).__name__} expects a batch of images of rank 4 "
                 "(batch, height, width, channels) or (batch, channels, height, "
-                f"width); received images of shape {images.shape}. In tf.data, "
+                f"width); received images of shape {tuple(images.shape)}. In tf.data, "
                 "call `ds.batch(...)` before `ds.map(layer)`."
             )
-        if not (images.dtype.is_floating or images.dtype.is_integer):
+        image_dtype = kb.dtype_name(images)
+        if not ("float" in image_dtype or "int" in image_dtype):
             raise ValueError(
-                f"`images` must be floating or integer; received dtype {images.dtype.name}."
+                f"`images` must be floating or integer; received dtype {image_dtype}."
             )
         if LABELS in data:
             data[LABELS] = prepare_labels(
                 data[LABELS], self.num_classes, self.label_smoothing
             )
         if SAMPLE_WEIGHT in data:
-            sw = tf.cast(data[SAMPLE_WEIGHT], tf.float32)
-            if sw.shape.rank == 2 and sw.shape[-1] == 1:
+            sw = kb.cast(data[SAMPLE_WEIGHT], "float32")
+            if kb.rank(sw) == 2 and sw.shape[-1] == 1:
                 sw = sw[:, 0]
-            if sw.shape.rank != 1:
+            if kb.rank(sw) != 1:
                 raise ValueError(
                     "`sample_weight` must have shape (batch,) or (batch, 1); "
-                    f"received shape {data[SAMPLE_WEIGHT].shape}."
+                    f"received shape {tuple(data[SAMPLE_WEIGHT].shape)}."
                 )
             data[SAMPLE_WEIGHT] = sw
-        if SEGMENTATION_MASKS in data and data[SEGMENTATION_MASKS].shape.rank not in (3, 4):
+        if SEGMENTATION_MASKS in data and kb.rank(data[SEGMENTATION_MASKS]) not in (3, 4):
             raise ValueError(
                 "`segmentation_masks` must have shape (batch, height, width) or "
                 "(batch, height, width, classes); received shape "
-                f"{data[SEGMENTATION_MASKS].shape}."
+                f"{tuple(data[SEGMENTATION_MASKS].shape)}."
             )
         check_batch_sizes(
             images,
@@ -444,21 +536,61 @@ def accelerator_present():
     """True when TensorFlow sees a GPU or TPU: then `jit_compile="auto"`
     compiles the mixing inside `tf.data`, as Keras' own "auto" enables XLA
     only off CPU-only machines."""
+    import tensorflow as tf
+
     return any(d.device_type != "CPU" for d in tf.config.list_logical_devices())
 
 
+def _tf_graph_inputs(leaves):
+    """Whether the inputs are TensorFlow graph tensors (a `tf.data` map, a
+    `tf.function`), or TensorFlow tensors at all (a layer of another backend
+    is then run with TensorFlow)."""
+    import sys
+
+    if "tensorflow" not in sys.modules:
+        return False
+    import tensorflow as tf
+
+    if any(isinstance(x, tf.Tensor) and not hasattr(x, "numpy") for x in leaves):
+        return True
+    return kb.in_tf_graph() and not any(_is_traced(x) for x in leaves)
+
+
+def _is_traced(x):
+    """A JAX tracer, or a tensor that `torch.compile` traces."""
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        return isinstance(x, jax.core.Tracer)
+    if name == "torch":
+        import torch
+
+        return torch.compiler.is_compiling()
+    return False
+
+
 def _to_tensor(value):
-    if isinstance(value, (tf.Tensor, tf.Variable, keras.KerasTensor)) or value is None:
+    if value is None or isinstance(value, keras.KerasTensor) or isinstance(
+            value, keras.Variable):
         return value
-    return tf.convert_to_tensor(value)
+    if kb.is_tensor(value):
+        return value
+    import sys
+
+    if not kb.is_tensorflow() and "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        if isinstance(value, (tf.Tensor, tf.Variable)):
+            # A concrete TensorFlow tensor under another backend.
+            return kb.convert(kb.to_numpy(value))
+    return kb.convert(value)
 
 
 def _spatial_size(images):
     """(height, width) as Python ints when static, else scalar tensors."""
-    shape = tf.shape(images)
-    h = images.shape[1] if images.shape[1] is not None else shape[1]
-    w = images.shape[2] if images.shape[2] is not None else shape[2]
-    return h, w
+    shape = kb.shape(images)
+    return shape[1], shape[2]
 
 
 class BetaMixLayer(BaseMixLayer):

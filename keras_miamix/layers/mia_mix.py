@@ -105,6 +105,10 @@ class MiAMix(BaseMixLayer):
     ['anchor_view', 'k', 'label_weights', 'lam']
     """
 
+    # Its mask stages are still TensorFlow code: under JAX and PyTorch it runs
+    # in tf.data and eagerly (through TensorFlow), not inside jax.jit.
+    native_backends = ("tensorflow",)
+
     def __init__(
         self,
         alpha=1.0,

@@ -176,6 +176,13 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         seed=None,
         **kwargs,
     ):
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                "AutoMix trains under the TensorFlow backend only for now: its "
+                "student/teacher step (GradientTape, EMA teacher, Mix Block update) is "
+                "not yet written for JAX's stateless trainer or PyTorch's; run it with "
+                f"KERAS_BACKEND=tensorflow (received backend "
+                f"{keras.backend.backend()!r}).")
         super().__init__(**kwargs)
         if isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)

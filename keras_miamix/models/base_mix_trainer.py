@@ -103,11 +103,27 @@ class BaseMixTrainer(DistributedBuildMixin, keras.Model):
     def mixed_forward(self, x, y, sample_weight, training=True):
         raise NotImplementedError
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One mixed training step, in the form each backend's trainer calls:
+        `train_step(data)` on TensorFlow and PyTorch, the stateless
+        `train_step(state, data)` on JAX."""
+        backend_name = keras.backend.backend()
+        if backend_name == "jax":
+            return self._train_step_jax(*args)
+        if backend_name == "torch":
+            return self._train_step_torch(*args)
+        return self._train_step_tf(*args)
+
+    def _unpack_train_data(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         if y is None:
             raise ValueError(f"{type(self).__name__} needs labels to train.")
-        y = self._labels(y)
+        return x, self._labels(y), sample_weight
+
+    def _train_step_tf(self, data):
+        import tensorflow as tf
+
+        x, y, sample_weight = self._unpack_train_data(data)
         with tf.GradientTape() as tape:
             y_pred, y_mixed, sw_mixed = self.mixed_forward(x, y, sample_weight, training=True)
             loss = self._compute_loss(
@@ -124,7 +140,74 @@ class BaseMixTrainer(DistributedBuildMixin, keras.Model):
         return self._reducible_logs(
             self.compute_metrics(x, y_mixed, y_pred, sample_weight=sw_mixed))
 
-    def test_step(self, data):
+    def _train_step_torch(self, data):
+        """Keras' PyTorch `train_step`, with the mixed forward pass and the
+        mixed labels in the loss and the metrics."""
+        import torch
+
+        x, y, sample_weight = self._unpack_train_data(data)
+        self.zero_grad()
+        y_pred, y_mixed, sw_mixed = self.mixed_forward(x, y, sample_weight, training=True)
+        loss = self._compute_loss(x=x, y=y_mixed, y_pred=y_pred, sample_weight=sw_mixed,
+                                  training=True)
+        self._loss_tracker.update_state(loss, sample_weight=y_mixed.shape[0])
+        if self.optimizer is not None:
+            loss = self.optimizer.scale_loss(loss)
+        trainable = self.trainable_weights[:]
+        if trainable:
+            loss.backward()
+            grads = [v.value.grad for v in trainable]
+            with torch.no_grad():
+                self.optimizer.apply(grads, trainable)
+        return self.compute_metrics(x, y_mixed, y_pred, sample_weight=sw_mixed)
+
+    def _train_step_jax(self, state, data):
+        """Keras' stateless JAX `train_step`: the mixed forward pass and the
+        loss run in a `StatelessScope` over the step's variable values (the
+        mixer's random state and the model's batch statistics come out as new
+        non-trainable values), `jax.value_and_grad` differentiates it, and the
+        optimizer and metrics are applied statelessly."""
+        import jax
+
+        trainable, non_trainable, optimizer_vars, metrics_vars = state
+        x, y, sample_weight = self._unpack_train_data(data)
+
+        def loss_fn(trainable_values, non_trainable_values):
+            mapping = (list(zip(self.trainable_variables, trainable_values))
+                       + list(zip(self.non_trainable_variables, non_trainable_values)))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                y_pred, y_mixed, sw_mixed = self.mixed_forward(
+                    x, y, sample_weight, training=True)
+                loss = self._compute_loss(x=x, y=y_mixed, y_pred=y_pred,
+                                          sample_weight=sw_mixed, training=True)
+            new_non_trainable = []
+            for ref, value in zip(self.non_trainable_variables, non_trainable_values):
+                current = scope.get_current_value(ref)
+                new_non_trainable.append(value if current is None else current)
+            unscaled = loss
+            if self.optimizer is not None:
+                with keras.StatelessScope(
+                        state_mapping=list(zip(self.optimizer.variables, optimizer_vars))):
+                    loss = self.optimizer.scale_loss(loss)
+            return loss, (unscaled, y_pred, y_mixed, sw_mixed, new_non_trainable)
+
+        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, non_trainable)
+        unscaled, y_pred, y_mixed, sw_mixed, non_trainable = aux
+        trainable, optimizer_vars = self.optimizer.stateless_apply(
+            optimizer_vars, grads, trainable)
+        logs, metrics_vars = self._update_metrics_variables(
+            metrics_vars, unscaled, x, y_mixed, y_pred, sw_mixed)
+        return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+    def test_step(self, *args):
+        """Keras' own `test_step` off TensorFlow (`compute_loss` and
+        `compute_metrics` turn class indices into one-hot rows); on
+        TensorFlow the same with the loss reduced for `tf.distribute`."""
+        if keras.backend.backend() != "tensorflow":
+            return super().test_step(*args)
+        import tensorflow as tf
+
+        (data,) = args
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
         y = self._labels(y)
         y_pred = self(x, training=False)

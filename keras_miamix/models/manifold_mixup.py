@@ -1,5 +1,7 @@
 import keras
-import tensorflow as tf
+
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 
 from keras_miamix.layers.base_mix_layer import add_seed_state
 from keras_miamix.layers.base_mix_layer import next_seed
@@ -108,37 +110,37 @@ class ManifoldMixup(BaseMixTrainer):
         self.seed = seed
         self.seed_state = add_seed_state(self, seed)
 
-    def forward(self, x, y, position, lam, perm, training=True):
+    def mixed_pass(self, x, y, position, lam, perm, training=True):
         """Runs the chain, mixing the hidden states at `position` (0 is the
         input, i mixes the output of block i - 1) with `lam` ((1,) or (B,))
         and the permutation `perm`; returns (logits, mixed labels)."""
-        h = tf.convert_to_tensor(x)
-        if h.dtype.is_integer:
-            h = tf.cast(h, tf.float32)
+        h = kb.convert(x)
+        if "int" in kb.dtype_name(h):
+            h = kb.cast(h, "float32")
         for i, block in enumerate(self.blocks):
             if i in self.positions:
                 # Only the chosen point blends (the cond is lowered in the step).
-                h = tf.cond(
-                    tf.equal(position, i),
-                    lambda h=h: mix_labels(h, tf.broadcast_to(lam, tf.shape(h)[:1]), perm),
+                h = kb.cond(
+                    position == i,
+                    lambda h=h: mix_labels(h, _per_sample(lam, h), perm),
                     lambda h=h: h,
                 )
             h = block(h, training=training)
-        return h, mix_labels(y, tf.broadcast_to(lam, tf.shape(y)[:1]), perm)
+        return h, mix_labels(y, _per_sample(lam, y), perm)
 
     def mixed_forward(self, x, y, sample_weight, training=True):
         seed = next_seed(self.seed_state)
-        batch = tf.shape(y)[0]
-        pick = uniform([], fold_seed(seed, 1), 0, len(self.positions), dtype=tf.int32)
-        position = tf.gather(tf.constant(self.positions, tf.int32), pick)
+        batch = kb.shape(y)[0]
+        pick = uniform([], fold_seed(seed, 1), 0, len(self.positions), dtype="int32")
+        position = kb.gather(kb.convert(self.positions, "int32"), pick)
         lam = sample_beta([batch] if self.per_sample_lambda else [1], self.alpha, self.alpha,
                           fold_seed(seed, 2))
         perm = random_permutation(batch, fold_seed(seed, 3))
-        y_pred, y_mixed = self.forward(x, y, position, lam, perm, training=training)
+        y_pred, y_mixed = self.mixed_pass(x, y, position, lam, perm, training=training)
         sw = None
         if sample_weight is not None:
-            sw = mix_labels(tf.cast(tf.reshape(sample_weight, [-1]), tf.float32),
-                            tf.broadcast_to(lam, tf.shape(y)[:1]), perm)
+            sw = mix_labels(kb.cast(knp.reshape(sample_weight, (-1,)), "float32"),
+                            _per_sample(lam, y), perm)
         return y_pred, y_mixed, sw
 
     def get_config(self):
@@ -146,3 +148,8 @@ class ManifoldMixup(BaseMixTrainer):
         config.update({"mix_layers": self.mix_layers, "alpha": self.alpha,
                        "per_sample_lambda": self.per_sample_lambda, "seed": self.seed})
         return config
+
+
+def _per_sample(lam, like):
+    """`lam` ((1,) or (B,)) as one value per sample of the batch `like`."""
+    return knp.broadcast_to(lam, (kb.shape(like)[0],))

@@ -1,7 +1,9 @@
 import keras
-import tensorflow as tf
 
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.layers.base_mix_layer import BaseMixLayer
+from keras_miamix.layers.base_mix_layer import seed_state_dtype
 from keras_miamix.models.base_mix_trainer import BaseMixTrainer
 
 
@@ -58,23 +60,30 @@ class MixModel(BaseMixTrainer):
         self.mixer = mixer
         self.mixup_off_epoch = None if mixup_off_epoch is None else int(mixup_off_epoch)
         self.epoch = self.add_weight(
-            shape=(), dtype="int64", initializer="zeros", trainable=False, name="epoch"
+            shape=(), dtype=seed_state_dtype(), initializer="zeros", trainable=False,
+            name="epoch"
         )
 
     def mixed_forward(self, x, y, sample_weight, training=True):
         # Without sample weights, mix weights of one (mixing leaves them one).
-        sw = tf.ones(tf.shape(y)[:1]) if sample_weight is None else sample_weight
+        sw = knp.ones(kb.shape(y)[:1]) if sample_weight is None else sample_weight
 
         def mixed():
             return self.mixer((x, y, sw), training=True)
 
         def clean():
-            return _as_float(x), y, tf.cast(tf.reshape(sw, [-1]), tf.float32)
+            return (kb.cast(x, self.mixer.compute_dtype), y,
+                    kb.cast(knp.reshape(sw, (-1,)), "float32"))
 
         if self.mixup_off_epoch is None:
             xm, ym, swm = mixed()
+        elif kb.is_tensorflow():
+            xm, ym, swm = kb.cond(self.epoch < self.mixup_off_epoch, mixed, clean)
         else:
-            xm, ym, swm = tf.cond(self.epoch < self.mixup_off_epoch, mixed, clean)
+            # JAX cannot update the mixer's random state inside a traced
+            # branch: mix always and select (a blend costs little).
+            on = self.epoch < self.mixup_off_epoch
+            xm, ym, swm = (knp.where(on, a, b) for a, b in zip(mixed(), clean()))
         return self.model(xm, training=training), ym, swm
 
     def fit(self, *args, callbacks=None, **kwargs):
@@ -92,11 +101,6 @@ class MixModel(BaseMixTrainer):
         config = dict(config)
         config["mixer"] = keras.saving.deserialize_keras_object(config["mixer"])
         return super().from_config(config)
-
-
-def _as_float(x):
-    x = tf.convert_to_tensor(x)
-    return tf.cast(x, tf.float32) if x.dtype.is_integer else x
 
 
 class _EpochVariable(keras.callbacks.Callback):

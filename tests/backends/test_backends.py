@@ -1,0 +1,288 @@
+"""The library's core contract under whichever Keras backend runs the tests.
+
+The test command runs this file three times: with the rest of the suite
+under TensorFlow, then under `KERAS_BACKEND=jax` and `KERAS_BACKEND=torch`
+(Keras fixes its backend at import, so one process tests one backend). It
+uses only Keras' and NumPy's API, so every assertion means the same on each.
+"""
+
+import os
+
+import keras  # noqa: I001 (Keras before TensorFlow under the PyTorch backend)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_miamix as km
+
+BACKEND = keras.backend.backend()
+NATIVE = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix"]
+ALL = NATIVE + ["MiAMix"]
+
+
+def make(name, **kwargs):
+    kwargs.setdefault("num_classes", 8)
+    kwargs.setdefault("seed", 3)
+    return getattr(km, name)(**kwargs)
+
+
+def native_type():
+    if BACKEND == "jax":
+        import jax
+
+        return jax.Array
+    if BACKEND == "torch":
+        import torch
+
+        return torch.Tensor
+    return tf.Tensor
+
+
+def np_(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def constant_batch(n=8, h=12, w=10):
+    """Sample b is the constant image b, of class b."""
+    images = np.broadcast_to(np.arange(n, dtype="float32")[:, None, None, None],
+                             (n, h, w, 3)).copy()
+    return images, np.arange(n)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_eager_call_gives_the_mask_blend_and_its_mean_in_native_arrays(name):
+    images, labels = constant_batch()
+    (mixed, mixed_labels), info = make(name)((images, labels), return_info=True)
+    assert isinstance(mixed, native_type()) and isinstance(mixed_labels, native_type())
+    mixed, mixed_labels = np_(mixed), np_(mixed_labels)
+    masks, partner = np_(info["masks"]), np_(info["partner_index"])
+    weights = np_(info["label_weights"])
+    np.testing.assert_allclose(weights, masks.mean((1, 2, 3)), atol=1e-6)
+    assert sorted(partner.tolist()) != [] and partner.min() >= 0 and partner.max() < 8
+    for b in range(8):
+        # Constant images: whichever pixels of the partner came in, the
+        # mixed image is the mask's blend of the two constants.
+        expected = masks[b] * b + (1 - masks[b]) * partner[b]
+        np.testing.assert_allclose(mixed[b], np.repeat(expected, 3, -1), atol=1e-4)
+        row = np.zeros(8)
+        row[b] += weights[b]
+        row[partner[b]] += 1 - weights[b]
+        np.testing.assert_allclose(mixed_labels[b], row, atol=1e-6)
+    assert 0 < weights.mean() < 1
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("structure", ["tuple2", "tuple3", "tfds_dict"])
+def test_in_a_tf_data_map(name, structure):
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (10, 16, 12, 3)).astype("uint8")
+    labels = rng.randint(0, 8, 10)
+    sw = np.linspace(0.5, 1.5, 10).astype("float32")
+    if structure == "tuple2":
+        data = (images, labels)
+    elif structure == "tuple3":
+        data = (images, labels, sw)
+    else:
+        data = {"image": images, "label": labels, "id": np.arange(10)}
+    ds = tf.data.Dataset.from_tensor_slices(data).batch(5).map(make(name))
+    for out in ds:
+        if structure == "tfds_dict":
+            assert sorted(out) == ["id", "image", "label"]
+            x, y = out["image"], out["label"]
+        else:
+            x, y = out[0], out[1]
+        assert isinstance(x, tf.Tensor) and x.dtype == tf.float32
+        assert tuple(x.shape) == (5, 16, 12, 3) and tuple(y.shape) == (5, 8)
+        np.testing.assert_allclose(y.numpy().sum(1), 1.0, atol=1e-6)
+        assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 255.0
+        if structure == "tuple3":
+            # Weights mixed with the labels' weights stay within the range.
+            assert 0.5 - 1e-6 <= float(tf.reduce_min(out[2])) <= float(
+                tf.reduce_max(out[2])) <= 1.5 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["CutMix", "MiAMix"])
+def test_fit_on_a_tf_data_pipeline(name):
+    rng = np.random.RandomState(0)
+    images = rng.rand(32, 16, 16, 3).astype("float32")
+    labels = rng.randint(0, 8, 32)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8).map(make(name))
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(8)])
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+    before = np_(model.layers[-1].kernel).copy()
+    history = model.fit(ds, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert not np.allclose(before, np_(model.layers[-1].kernel))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_seed_reproducible_and_batches_differ(name):
+    images, labels = constant_batch()
+    first = make(name)((images, labels))
+    second = make(name)((images, labels))
+    np.testing.assert_array_equal(np_(first[0]), np_(second[0]))
+    layer = make(name)
+    a, b = np_(layer((images, labels))[0]), np_(layer((images, labels))[0])
+    assert not np.array_equal(a, b)
+
+    def run():
+        ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).map(make(name))
+        return np.concatenate([x.numpy() for x, _ in ds])
+
+    np.testing.assert_array_equal(run(), run())
+
+
+@pytest.mark.parametrize("name", NATIVE)
+def test_uint8_non_square_odd_batch_and_batch_of_one(name):
+    rng = np.random.RandomState(1)
+    for n, h, w in [(1, 9, 13), (5, 7, 16)]:
+        images = rng.randint(0, 256, (n, h, w, 3)).astype("uint8")
+        x, y = make(name)((images, rng.randint(0, 8, n)))
+        assert tuple(x.shape) == (n, h, w, 3) and tuple(y.shape) == (n, 8)
+        assert keras.backend.standardize_dtype(x.dtype) == "float32"
+        np.testing.assert_allclose(np_(y).sum(1), 1.0, atol=1e-6)
+
+
+def test_mixup_lambda_statistics():
+    # 4096 independent samples of Beta(1, 1): mean 1/2, variance 1/12.
+    layer = km.MixUp(num_classes=2, seed=0)
+    images = np.zeros((4096, 2, 2, 1), "float32")
+    _, info = layer((images, np.zeros(4096, "int32")), return_info=True)
+    lam = np_(info["label_weights"])
+    assert abs(lam.mean() - 0.5) < 4 * np.sqrt(1 / 12 / 4096)
+    assert abs(lam.var() - 1 / 12) < 0.01
+
+
+def test_bad_inputs_raise_clear_errors():
+    layer = km.CutMix(num_classes=4, seed=0)
+    with pytest.raises(ValueError, match="rank 4"):
+        layer((np.zeros((4, 8, 8), "float32"), np.zeros(4, "int32")))
+    with pytest.raises(ValueError, match="class indices in"):
+        layer((np.zeros((4, 8, 8, 3), "float32"), np.array([0, 1, 2, 9])))
+    with pytest.raises(ValueError, match="batch size"):
+        layer((np.zeros((4, 8, 8, 3), "float32"), np.zeros(3, "int32")))
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax.jit is JAX's")
+@pytest.mark.parametrize("name", NATIVE)
+def test_jax_jit_matches_eager_and_advances_the_state(name):
+    import jax
+
+    images, labels = constant_batch()
+    layer = make(name)
+    trainable = [v.value for v in layer.trainable_variables]
+    state = [v.value for v in layer.non_trainable_variables]
+
+    @jax.jit
+    def mix(state, images):
+        return layer.stateless_call(trainable, state, (images, labels))
+
+    (x_jit, y_jit), new_state = mix(state, images)
+    x_eager, y_eager = make(name)((images, labels))
+    np.testing.assert_allclose(np_(x_jit), np_(x_eager), atol=1e-4)
+    np.testing.assert_allclose(np_(y_jit), np_(y_eager), atol=1e-5)
+    np.testing.assert_array_equal(np_(new_state[0]), np_(state[0]) + [0, 1])
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow runs MiAMix natively")
+def test_miamix_says_it_cannot_be_traced_yet():
+    images, labels = constant_batch()
+    model = km.models.MixModel(
+        keras.Sequential([keras.Input((12, 10, 3)), keras.layers.Flatten(),
+                          keras.layers.Dense(8)]), km.MiAMix(num_classes=8, seed=0))
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+    if BACKEND == "torch":
+        # PyTorch trains eagerly: MiAMix runs there through TensorFlow.
+        model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
+        return
+    with pytest.raises(NotImplementedError, match="tf.data map"):
+        model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
+
+
+@pytest.mark.parametrize("name", ["CutMix", "FMix", "ResizeMix"])
+def test_mix_model_trains_saves_and_loads(name, tmp_path):
+    rng = np.random.RandomState(0)
+    images = rng.rand(24, 16, 16, 3).astype("float32")
+    labels = rng.randint(0, 8, 24)
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+                            keras.layers.BatchNormalization(),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8)])
+    model = km.models.MixModel(net, make(name), mixup_off_epoch=1)
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    before = np_(net.layers[-1].kernel).copy()
+    history = model.fit(images, labels, epochs=2, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert not np.allclose(before, np_(net.layers[-1].kernel))
+    # Three steps an epoch, two epochs, the second clean: TensorFlow skips the
+    # mixer there (tf.cond); the others still draw, to select without a branch.
+    assert int(np_(model.mixer.seed_state.value)[1]) == (3 if BACKEND == "tensorflow" else 6)
+    assert int(np_(model.epoch.value)) == 1
+    evaluated = model.evaluate(images, labels, verbose=0, return_dict=True)
+    assert 0.0 <= evaluated["accuracy"] <= 1.0
+    path = os.path.join(tmp_path, "mix.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-5)
+    assert type(loaded.mixer) is type(model.mixer)
+    np.testing.assert_array_equal(np_(loaded.mixer.seed_state.value),
+                                  np_(model.mixer.seed_state.value))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_layers_save_and_load_in_a_model(name, tmp_path):
+    layer = make(name)
+    model = keras.Sequential([keras.Input((12, 10, 3)), layer, keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    images, _ = constant_batch()
+    restored = [lyr for lyr in loaded.layers if type(lyr) is type(layer)]
+    assert restored and restored[0].get_config() == layer.get_config()
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_manifold_mixup_trains_with_sample_weights_and_reloads(tmp_path):
+    rng = np.random.RandomState(0)
+    images = rng.rand(16, 16, 16, 3).astype("float32")
+    labels = rng.randint(0, 8, 16)
+    net = km.models.cifar_resnet18(num_classes=8, input_shape=(16, 16, 3), width=4)
+    model = km.models.ManifoldMixup(net, num_classes=8, seed=0)
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+    before = [np_(w).copy() for w in net.trainable_weights]
+    history = model.fit(images, labels, sample_weight=np.linspace(0.5, 1.5, 16), epochs=2,
+                        batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert any(not np.allclose(b, np_(w)) for b, w in zip(before, net.trainable_weights))
+    assert int(np_(model.seed_state.value)[1]) == 4  # one draw a step
+    path = os.path.join(tmp_path, "mm.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_manifold_mixup_blends_the_chosen_hidden_state():
+    # Mixing at the input with lam = 0.25 and the reversing permutation.
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, name="d1"),
+                            keras.layers.Dense(2, name="d2")])
+    model = km.models.ManifoldMixup(net, mix_layers=("input", "d1"), num_classes=2, seed=0)
+    x = keras.ops.convert_to_tensor(np.array([[1.0, 0.0], [0.0, 1.0]], "float32"))
+    y = keras.ops.convert_to_tensor(np.eye(2, dtype="float32"))
+    lam = keras.ops.convert_to_tensor(np.array([0.25], "float32"))
+    perm = keras.ops.convert_to_tensor(np.array([1, 0], "int32"))
+    out, y_mixed = model.mixed_pass(x, y, keras.ops.convert_to_tensor(0, "int32"), lam, perm,
+                                    training=False)
+    blended = np.array([[0.25, 0.75], [0.75, 0.25]], "float32")
+    np.testing.assert_allclose(np_(out), np_(net(blended)), atol=1e-6)
+    np.testing.assert_allclose(np_(y_mixed), blended, atol=1e-6)
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="AutoMix trains under TensorFlow")
+def test_automix_says_which_backend_it_needs():
+    with pytest.raises(NotImplementedError, match="KERAS_BACKEND=tensorflow"):
+        km.models.AutoMix(km.models.cifar_resnet18(num_classes=8, width=4), num_classes=8)
