@@ -2,7 +2,6 @@ import keras
 
 from keras_miamix import backend as kb
 from keras_miamix.backend import numpy as knp
-
 from keras_miamix.layers.base_mix_layer import add_seed_state
 from keras_miamix.layers.base_mix_layer import next_seed
 from keras_miamix.models.base_mix_trainer import BaseMixTrainer

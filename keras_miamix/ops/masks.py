@@ -22,7 +22,6 @@ import math
 from keras_miamix import backend as kb
 from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.sampling import fold_seed
-from keras_miamix.ops.sampling import in_xla_context
 from keras_miamix.ops.sampling import normal_pair
 from keras_miamix.ops.sampling import sample_uniform
 
