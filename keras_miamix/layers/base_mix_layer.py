@@ -283,10 +283,6 @@ class BaseMixLayer(keras.layers.Layer):
         return self._jit_mix[with_info]
 
     # ------------------------------------------------------------------- call
-    # The backends whose ops the layer's `mix` is written in: on the others
-    # it computes with TensorFlow (see `__call__`).
-    native_backends = ("tensorflow", "jax", "torch")
-
     def __call__(self, inputs, *args, **kwargs):
         """Chooses the backend that computes this call.
 
@@ -314,28 +310,6 @@ class BaseMixLayer(keras.layers.Layer):
         elif backend_name != "tensorflow" and not symbolic:
             inputs = _to_tensor(inputs)
         return super().__call__(inputs, *args, **kwargs)
-
-    def _call_through_tensorflow(self, inputs, labels, sample_weight, training, return_info):
-        """A layer not yet written in Keras' ops, on concrete arrays of another
-        backend: computed eagerly with TensorFlow and returned as that
-        backend's arrays. It cannot be traced there (`jax.jit`, a compiled
-        train step): it says so."""
-        args = (inputs, labels, sample_weight)
-        if any(_is_traced(x) for x in keras.tree.flatten(args)):
-            raise NotImplementedError(
-                f"{type(self).__name__} is not yet written in Keras' ops, so under "
-                f"the {keras.backend.backend()} backend it cannot run inside a traced "
-                "or compiled function (jax.jit, a compiled train step, MixModel). "
-                "Use it in a tf.data map (`ds.map(layer)`, which works under every "
-                "backend), call it eagerly, or use the TensorFlow backend.")
-        import tensorflow as tf
-
-        inputs, labels, sample_weight = keras.tree.map_structure(
-            lambda x: None if x is None else tf.convert_to_tensor(kb.to_numpy(x)), args)
-        with kb.use("tensorflow"):
-            outputs = self.call(inputs, labels=labels, sample_weight=sample_weight,
-                                training=training, return_info=return_info)
-        return keras.tree.map_structure(kb.to_native, outputs)
 
     def _seed_state_here(self):
         """The random state this call advances: the layer's weight, or inside
@@ -368,9 +342,6 @@ class BaseMixLayer(keras.layers.Layer):
                 "label_weights" (B,) (the anchor's label share) and "lam" (B,)
                 (the sampled ratio); subclasses add more.
         """
-        if kb.name() not in self.native_backends:
-            return self._call_through_tensorflow(inputs, labels, sample_weight, training,
-                                                 return_info)
         if labels is not None:
             inputs = (inputs, labels) if sample_weight is None else (inputs, labels, sample_weight)
         elif sample_weight is not None:

@@ -1,5 +1,6 @@
 import keras
-import tensorflow as tf
+
+from keras_miamix import backend as kb
 
 from keras_miamix.layers.base_mix_layer import IMAGES
 from keras_miamix.layers.base_mix_layer import LABELS
@@ -105,10 +106,6 @@ class MiAMix(BaseMixLayer):
     ['anchor_view', 'k', 'label_weights', 'lam']
     """
 
-    # Its mask stages are still TensorFlow code: under JAX and PyTorch it runs
-    # in tf.data and eagerly (through TensorFlow), not inside jax.jit.
-    native_backends = ("tensorflow",)
-
     def __init__(
         self,
         alpha=1.0,
@@ -207,17 +204,17 @@ class MiAMix(BaseMixLayer):
         if aug is None:
             return images, images, seg, seg, None, None
         if aug == "default":
-            batch = tf.shape(images)[0]
+            batch = kb.shape(images)[0]
             height, width = _spatial_size(images)
             # Anchor and partner maps from one draw over 2B rows.
             rows, cols = flip_translate_maps(2 * batch, height, width, seed)
-            rows_a, rows_b = tf.split(rows, 2, axis=0)
-            cols_a, cols_b = tf.split(cols, 2, axis=0)
-            identity = tf.range(batch)
+            rows_a, rows_b = rows[:batch], rows[batch:]
+            cols_a, cols_b = cols[:batch], cols[batch:]
+            identity = kb.numpy.arange(batch, dtype="int32")
             view_a = gather_partners(images, identity, rows_a, cols_a)
             seg_a = None
             if seg is not None:
-                squeeze = seg.shape.rank == 3
+                squeeze = kb.rank(seg) == 3
                 seg4 = seg[..., None] if squeeze else seg
                 seg_a = gather_partners(seg4, identity, rows_a, cols_a)
                 seg_a = seg_a[..., 0] if squeeze else seg_a
@@ -229,9 +226,9 @@ class MiAMix(BaseMixLayer):
                 f"transforms as the images; received augmentation={aug!r}."
             )
         if isinstance(aug, keras.layers.Layer):
-            return tf.cast(aug(images, training=True), tf.float32), tf.cast(
-                aug(images, training=True), tf.float32), None, None, None, None
-        return (tf.cast(aug(images), tf.float32), tf.cast(aug(images), tf.float32),
+            return kb.cast(aug(images, training=True), "float32"), kb.cast(
+                aug(images, training=True), "float32"), None, None, None, None
+        return (kb.cast(aug(images), "float32"), kb.cast(aug(images), "float32"),
                 None, None, None, None)
 
     def mix(self, data, seed):
@@ -240,7 +237,7 @@ class MiAMix(BaseMixLayer):
         # The static batch size where the graph knows it (tf.shape()[0] never
         # is): under XLA the blocks then skip their conditionals where a
         # block holds every row.
-        batch = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+        batch = kb.shape(images)[0]
         height, width = _spatial_size(images)
         view_a, source, seg_a, seg_source, rows, cols = self._views(
             images, seg, fold_seed(seed, 1))

@@ -5,8 +5,8 @@ crop" of CIFAR training), drawn per sample and done with one gather, so it runs
 in `tf.data`, eagerly and under `jit_compile=True`.
 """
 
-import tensorflow as tf
-
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import uniform
 
@@ -25,20 +25,20 @@ def random_flip_translate(images, seed, max_shift=0.125, flip=True, fill="reflec
     Returns:
         (B, H, W, C) augmented images.
     """
-    shape = tf.shape(images)
+    shape = kb.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     rows, cols = flip_translate_maps(batch, height, width, seed, max_shift, flip,
                                      reflect=fill == "reflect")
     valid = (rows >= 0)[:, :, None] & (rows < height)[:, :, None] & (
         (cols >= 0) & (cols < width))[:, None, :]
-    rows = tf.clip_by_value(rows, 0, height - 1)
-    cols = tf.clip_by_value(cols, 0, width - 1)
-    idx = tf.reshape(rows[:, :, None] * width + cols[:, None, :], [batch, -1])
-    flat = tf.reshape(images, [batch, height * width, -1])
-    out = tf.gather(flat, idx, batch_dims=1)
-    out = tf.reshape(out, shape)
+    rows = knp.minimum(knp.maximum(rows, 0), height - 1)
+    cols = knp.minimum(knp.maximum(cols, 0), width - 1)
+    idx = knp.reshape(rows[:, :, None] * width + cols[:, None, :], (batch, -1))
+    flat = knp.reshape(images, (batch, height * width, -1))
+    out = kb.batch_gather(flat, idx)
+    out = knp.reshape(out, shape)
     if fill != "reflect":
-        out = tf.where(valid[..., None], out, tf.zeros_like(out))
+        out = knp.where(valid[..., None], out, knp.zeros_like(out))
     return out
 
 
@@ -54,15 +54,15 @@ def flip_translate_maps(batch, height, width, seed, max_shift=0.125, flip=True, 
     Returns:
         rows (B, H) and cols (B, W), int32.
     """
-    max_dy = tf.cast(tf.floor(tf.cast(height, tf.float32) * max_shift), tf.int32)
-    max_dx = tf.cast(tf.floor(tf.cast(width, tf.float32) * max_shift), tf.int32)
-    dy = uniform([batch], fold_seed(seed, 1), -max_dy, max_dy + 1, dtype=tf.int32)
-    dx = uniform([batch], fold_seed(seed, 2), -max_dx, max_dx + 1, dtype=tf.int32)
-    rows = tf.range(height)[None, :] - dy[:, None]
-    cols = tf.range(width)[None, :] - dx[:, None]
+    max_dy = _max_shift(height, max_shift)
+    max_dx = _max_shift(width, max_shift)
+    dy = uniform([batch], fold_seed(seed, 1), -max_dy, max_dy + 1, dtype="int32")
+    dx = uniform([batch], fold_seed(seed, 2), -max_dx, max_dx + 1, dtype="int32")
+    rows = knp.arange(height, dtype="int32")[None, :] - dy[:, None]
+    cols = knp.arange(width, dtype="int32")[None, :] - dx[:, None]
     if flip:
         do_flip = uniform([batch], fold_seed(seed, 3)) < 0.5
-        cols = tf.where(do_flip[:, None], width - 1 - cols, cols)
+        cols = knp.where(do_flip[:, None], width - 1 - cols, cols)
     if reflect:
         rows = _reflect(rows, height)
         cols = _reflect(cols, width)
@@ -71,6 +71,14 @@ def flip_translate_maps(batch, height, width, seed, max_shift=0.125, flip=True, 
 
 def _reflect(index, size):
     """Mirror indices into [0, size) (reflection without repeating the edge)."""
-    period = tf.maximum(2 * size - 2, 1)
-    index = tf.math.floormod(index, period)
-    return tf.where(index >= size, period - index, index)
+    period = knp.maximum(2 * size - 2, 1)
+    index = knp.mod(index, period)
+    return knp.where(index >= size, period - index, index)
+
+
+def _max_shift(size, fraction):
+    """floor(size * fraction) as an int32 scalar (a Python int for a static
+    size, as JAX and PyTorch draw integers with static bounds)."""
+    if isinstance(size, int):
+        return int(size * fraction)
+    return kb.cast(knp.floor(kb.cast(size, "float32") * fraction), "int32")

@@ -11,8 +11,8 @@ a per-sample window, one average pooling per candidate window.
 
 import math
 
-import tensorflow as tf
-
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import sample_uniform
 from keras_miamix.ops.sampling import uniform
@@ -23,17 +23,17 @@ def affine_matrices(angle, shear):
 
     Rotation by `angle` followed by a horizontal shear by `shear` (radians).
     """
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    tan = tf.tan(shear)
+    cos, sin = knp.cos(angle), knp.sin(angle)
+    tan = knp.tan(shear)
     # Rotation R = [[cos, -sin], [sin, cos]], shear S = [[1, 0], [tan, 1]]
     # acting on (row, col): the column shifts in proportion to the row.
-    r = tf.stack([tf.stack([cos, -sin], -1), tf.stack([sin, cos], -1)], -2)
-    s = tf.stack(
-        [tf.stack([tf.ones_like(tan), tf.zeros_like(tan)], -1),
-         tf.stack([tan, tf.ones_like(tan)], -1)],
+    r = knp.stack([knp.stack([cos, -sin], -1), knp.stack([sin, cos], -1)], -2)
+    s = knp.stack(
+        [knp.stack([knp.ones_like(tan), knp.zeros_like(tan)], -1),
+         knp.stack([tan, knp.ones_like(tan)], -1)],
         -2,
     )
-    return tf.matmul(s, r)
+    return knp.matmul(s, r)
 
 
 def warp_masks(masks, matrices, fill_value=1.0):
@@ -47,33 +47,48 @@ def warp_masks(masks, matrices, fill_value=1.0):
     Returns:
         (B, H, W, 1) warped masks.
     """
-    batch = tf.shape(masks)[0]
-    height, width = tf.shape(masks)[1], tf.shape(masks)[2]
-    hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    rows = tf.cast(tf.range(height), tf.float32) + 0.5 - hf / 2.0
-    cols = tf.cast(tf.range(width), tf.float32) + 0.5 - wf / 2.0
-    rr = tf.broadcast_to(rows[:, None], [height, width])
-    cc = tf.broadcast_to(cols[None, :], [height, width])
-    coords = tf.reshape(tf.stack([rr, cc], 0), [2, -1])  # (2, HW)
-    inverse = tf.linalg.inv(matrices)
-    src = tf.matmul(inverse, tf.broadcast_to(coords[None], [batch, 2, height * width]))
-    src_r = tf.floor(src[:, 0] + hf / 2.0)
-    src_c = tf.floor(src[:, 1] + wf / 2.0)
+    batch, height, width = kb.shape(masks)[:3]
+    hf, wf = kb.cast(kb.convert(height), "float32"), kb.cast(kb.convert(width), "float32")
+    rows = kb.cast(knp.arange(height), "float32") + 0.5 - hf / 2.0
+    cols = kb.cast(knp.arange(width), "float32") + 0.5 - wf / 2.0
+    rr = knp.broadcast_to(rows[:, None], (height, width))
+    cc = knp.broadcast_to(cols[None, :], (height, width))
+    coords = knp.reshape(knp.stack([rr, cc], 0), (2, -1))  # (2, HW)
+    inverse = _inverse_2x2(matrices)
+    src = knp.matmul(inverse, knp.broadcast_to(coords[None], (batch, 2, height * width)))
+    src_r = knp.floor(src[:, 0] + hf / 2.0)
+    src_c = knp.floor(src[:, 1] + wf / 2.0)
     valid = (src_r >= 0) & (src_r < hf) & (src_c >= 0) & (src_c < wf)
-    flat_idx = tf.cast(
-        tf.clip_by_value(src_r, 0, hf - 1) * wf + tf.clip_by_value(src_c, 0, wf - 1), tf.int32
+    flat_idx = kb.cast(
+        _clip(src_r, 0.0, hf - 1) * wf + _clip(src_c, 0.0, wf - 1), "int32"
     )
-    flat = tf.reshape(masks, [batch, height * width])
-    warped = tf.gather(flat, flat_idx, batch_dims=1)
-    warped = tf.where(valid, warped, tf.cast(fill_value, warped.dtype))
-    return tf.reshape(warped, [batch, height, width, 1])
+    flat = knp.reshape(masks, (batch, height * width))
+    warped = kb.batch_gather(flat, flat_idx)
+    warped = knp.where(valid, warped, knp.full_like(warped, fill_value))
+    return knp.reshape(warped, (batch, height, width, 1))
+
+
+def _clip(x, low, high):
+    return knp.minimum(knp.maximum(x, low), high)
+
+
+def _inverse_2x2(m):
+    """Inverses of (B, 2, 2) matrices, in closed form (TensorFlow's
+    `tf.linalg.inv` where it computes; the same to float rounding)."""
+    if kb.is_tensorflow():
+        import tensorflow as tf
+
+        return tf.linalg.inv(m)
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
+    return knp.stack([knp.stack([d, -b], -1), knp.stack([-c, a], -1)], -2) / det[:, None, None]
 
 
 def random_rotate_shear(masks, seed, max_angle=15.0, max_shear=10.0):
     """Rotates by U(-max_angle, max_angle) and shears by U(-max_shear, max_shear)
     degrees (per sample) about the image centre; outside pixels keep the anchor.
     """
-    batch = tf.shape(masks)[0]
+    batch = kb.shape(masks)[0]
     angle = sample_uniform([batch], fold_seed(seed, 1), -max_angle, max_angle)
     shear = sample_uniform([batch], fold_seed(seed, 2), -max_shear, max_shear)
     matrices = affine_matrices(angle * (math.pi / 180.0), shear * (math.pi / 180.0))
@@ -87,7 +102,7 @@ def box_filter(masks, window):
     image (as TensorFlow's SAME average pooling, which leaves the padding out
     of the count), so a constant mask stays constant.
     """
-    return _box_filter(masks, tf.fill([tf.shape(masks)[0]], 0), [int(window)])
+    return _box_filter(masks, knp.zeros((kb.shape(masks)[0],), "int32"), [int(window)])
 
 
 def _box_filter(masks, pick, windows):
@@ -104,14 +119,14 @@ def _box_filter(masks, pick, windows):
     windows = sorted(int(w) for w in windows)
     radii = [w // 2 for w in windows]
     r_max = radii[-1]
-    shape = tf.shape(masks)
+    shape = kb.shape(masks)
     height, width = shape[1], shape[2]
-    radius = tf.gather(tf.constant(radii, tf.int32), pick)
+    radius = kb.gather(kb.convert(radii, "int32"), pick)
 
     def axis_sum(x, axis, size):
         padding = [[0, 0]] * 4
         padding[axis] = [r_max, r_max]
-        padded = tf.pad(x, padding)
+        padded = knp.pad(x, padding)
 
         def shifted(d):
             start = r_max + d
@@ -127,7 +142,7 @@ def _box_filter(masks, pick, windows):
                 total = total + shifted(d) + shifted(-d)
             previous = r
             if len(radii) > 1:
-                out = tf.where((radius == r)[:, None, None, None], total, out)
+                out = knp.where((radius == r)[:, None, None, None], total, out)
             else:
                 out = total
         return out
@@ -135,9 +150,9 @@ def _box_filter(masks, pick, windows):
     sums = axis_sum(axis_sum(masks, 1, height), 2, width)
 
     def count(size):
-        pos = tf.range(size)[None, :]
+        pos = knp.arange(size, dtype="int32")[None, :]
         r = radius[:, None]
-        return tf.cast(tf.minimum(pos + r, size - 1) - tf.maximum(pos - r, 0) + 1, masks.dtype)
+        return kb.cast(knp.minimum(pos + r, size - 1) - knp.maximum(pos - r, 0) + 1, masks.dtype)
 
     counts = count(height)[:, :, None, None] * count(width)[:, None, :, None]
     return sums / counts
@@ -157,11 +172,11 @@ def smoothing_windows(height, width, max_window=None):
 def random_box_filter(masks, seed, windows):
     """Box filter whose odd window is drawn per sample uniformly from `windows`
     (the default candidates are 3 and 5); see `_box_filter`."""
-    batch = tf.shape(masks)[0]
+    batch = kb.shape(masks)[0]
     windows = [int(w) for w in windows]
-    pick = uniform([batch], seed, 0, len(windows), dtype=tf.int32)
+    pick = uniform([batch], seed, 0, len(windows), dtype="int32")
     # `_box_filter` takes the windows sorted; map each draw to its window's
     # position there, so that `windows[i]` keeps probability 1 / len(windows).
     order = sorted(range(len(windows)), key=lambda i: windows[i])
     rank = [order.index(i) for i in range(len(windows))]
-    return _box_filter(masks, tf.gather(tf.constant(rank, tf.int32), pick), windows)
+    return _box_filter(masks, kb.gather(kb.convert(rank, "int32"), pick), windows)

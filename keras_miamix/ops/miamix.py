@@ -38,12 +38,18 @@ distributions (tests run the statistics both ways):
   back to computing every row in the rare batch (about one in 10,000 per
   method) that drew more. The rotated rows and the smoothed rows of all
   methods then get one block each (blocks per method held twice the rows).
+
+On JAX and PyTorch (the same code in Keras' ops, `keras_miamix.backend`)
+every computed method's generator and each augmentation run on all rows and
+each row takes its own draw's result (the XLA path's fallback): the same
+distributions, without the static blocks' bookkeeping, for about one mask
+per method and row.
 """
 
 import math
 
-import tensorflow as tf
-
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.mask_augment import random_box_filter
 from keras_miamix.ops.mask_augment import random_rotate_shear
 from keras_miamix.ops.masks import MASK_GENERATORS
@@ -71,6 +77,8 @@ def first_stage_rows(n, fraction, capacity):
     deviation of the count (plus 1), at most `capacity`; the rest of the
     block is computed only in the batches (about one in six) that drew more.
     An int32 tensor (folded by XLA) when `n` or `capacity` is one."""
+    import tensorflow as tf
+
     first = _rows_above_mean(n, fraction, 1.0, 1)
     if isinstance(first, int) and isinstance(capacity, int):
         return min(capacity, first)
@@ -81,6 +89,8 @@ def _rows_above_mean(n, fraction, sds, extra):
     """min(n, ceil(mean + sds * sd) + extra) of a Binomial(n, fraction) count:
     a Python int for an int `n`, else an int32 tensor computed in float64 (so
     that it equals the Python value)."""
+    import tensorflow as tf
+
     if isinstance(n, int):
         mean = n * fraction
         return min(n, int(math.ceil(mean + sds * math.sqrt(mean * (1.0 - fraction)))) + extra)
@@ -96,6 +106,8 @@ def _two_stage(compute, count, capacity, first):
     read). Each stage must draw its own random numbers: stateless draws index
     rows from 0 in every call, so the callers fold the stage into their seeds
     (`stage_seed`)."""
+    import tensorflow as tf
+
     outs = compute(0, 0, first)
     if isinstance(first, int) and isinstance(capacity, int) and first >= capacity:
         return outs
@@ -115,6 +127,8 @@ def _chosen_first(chosen, capacity):
     """For a block of `capacity` rows: the indices of the chosen rows first
     (a stable argsort of "not chosen"), their count, and each row's place in
     the block (its rank among the chosen rows, clipped to the block)."""
+    import tensorflow as tf
+
     idx = tf.argsort(tf.cast(~chosen, tf.int32), stable=True)[:capacity]
     count = tf.reduce_sum(tf.cast(chosen, tf.int32))
     rank = tf.minimum(tf.cumsum(tf.cast(chosen, tf.int32), exclusive=True), capacity - 1)
@@ -148,6 +162,12 @@ def on_rows(fn, chosen, inputs, bases, fraction):
     are discarded; and when more rows were chosen than the block holds, a
     conditional computes `fn` on every row instead.
     """
+    if not kb.is_tensorflow():
+        outs = fn(0, *inputs)
+        return tuple(knp.where(_expand(chosen, b), _rows_like(o, b, kb.shape(b)[0]), b)
+                     for o, b in zip(outs, bases))
+    import tensorflow as tf
+
     if not in_xla_context():
         idx = tf.cast(tf.where(chosen)[:, 0], tf.int32)
         outs = fn(0, *[tf.gather(t, idx) for t in inputs])
@@ -203,7 +223,13 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
             (rows, H, W, 1) masks, drawn from the stage's seed (`stage_seed`).
         anchor_share: (n,) the anchor's share of each row.
     """
-    ones = tf.ones(tf.stack([n, height, width, 1]))
+    ones = knp.ones((n, height, width, 1))
+    if not kb.is_tensorflow():
+        out = ones
+        for i, chosen, _, _ in groups:
+            out = knp.where(_expand(chosen, ones), masks_of(i)(anchor_share), out)
+        return out
+    import tensorflow as tf
 
     def blocks():
         parts = [ones[:1]]
@@ -237,12 +263,12 @@ def _xla_method_blocks(groups, masks_of, anchor_share, n, height, width):
 
 def _expand(flags, like):
     """(n,) flags reshaped to broadcast against `like` (n, ...)."""
-    return tf.reshape(flags, [-1] + [1] * (like.shape.rank - 1))
+    return knp.reshape(flags, (-1,) + (1,) * (kb.rank(like) - 1))
 
 
 def _rows_like(values, base, rows):
     """`values` broadcast to `rows` rows of `base`'s trailing shape."""
-    return tf.broadcast_to(values, tf.concat([[rows], tf.shape(base)[1:]], 0))
+    return knp.broadcast_to(values, (rows,) + tuple(kb.shape(base)[1:]))
 
 
 def self_pairing(batch_size, p_self, seed):
@@ -255,7 +281,7 @@ def self_pairing(batch_size, p_self, seed):
     """
     perm = random_permutation(batch_size, fold_seed(seed, 1))
     self_mixed = uniform([batch_size], fold_seed(seed, 2)) < p_self
-    partner = tf.where(self_mixed, tf.range(batch_size), perm)
+    partner = knp.where(self_mixed, knp.arange(batch_size, dtype="int32"), perm)
     return partner, self_mixed
 
 
@@ -270,17 +296,17 @@ def sample_mask_plan(batch_size, seed, alpha, k_choices, num_methods, weights):
             (0 where inactive), the last column the anchor's share.
     """
     max_k = max(k_choices)
-    pick = uniform([batch_size], fold_seed(seed, 1), 0, len(k_choices), dtype=tf.int32)
-    k = tf.gather(tf.constant(k_choices, tf.int32), pick)
-    layer = tf.range(max_k)[None, :]
+    pick = uniform([batch_size], fold_seed(seed, 1), 0, len(k_choices), dtype="int32")
+    k = kb.gather(kb.convert(k_choices, "int32"), pick)
+    layer = knp.arange(max_k, dtype="int32")[None, :]
     active = layer < k[:, None]  # (B, K)
     methods = sample_categorical(batch_size * max_k, weights, fold_seed(seed, 2))
-    methods = tf.where(active, tf.reshape(methods, [batch_size, max_k]), -1)
-    kf = tf.cast(k, tf.float32)[:, None]
-    concentration = tf.concat(
-        [tf.fill([batch_size, max_k], float(alpha)), alpha * kf], axis=1
+    methods = knp.where(active, knp.reshape(methods, (batch_size, max_k)), -1)
+    kf = kb.cast(k, "float32")[:, None]
+    concentration = knp.concatenate(
+        [knp.full((batch_size, max_k), float(alpha)), alpha * kf], axis=1
     )
-    active_all = tf.concat([active, tf.ones([batch_size, 1], tf.bool)], axis=1)
+    active_all = knp.concatenate([active, knp.ones((batch_size, 1), "bool")], axis=1)
     lambdas = sample_dirichlet(concentration, fold_seed(seed, 3), active=active_all)
     return k, methods, lambdas
 
@@ -332,17 +358,20 @@ def multi_stage_masks(
         batch_size, fold_seed(seed, 1), alpha, k_choices, len(methods), weights
     )
     n = batch_size * max_k
-    if not isinstance(n, int) and tf.get_static_value(n) is not None:
-        n = int(tf.get_static_value(n))
-    flat_methods = tf.reshape(method_idx, [n])
-    anchor_share = 1.0 - tf.reshape(lambdas[:, :max_k], [n])
+    if not isinstance(n, int) and kb.is_tensorflow():
+        import tensorflow as tf
+
+        if tf.get_static_value(n) is not None:
+            n = int(tf.get_static_value(n))
+    flat_methods = knp.reshape(method_idx, (n,))
+    anchor_share = 1.0 - knp.reshape(lambdas[:, :max_k], (n,))
     draws = uniform([2, n], fold_seed(seed, 2))
     computed = [i for i, w in enumerate(weights) if w > 0]
     augmentable = [i for i in computed if methods[i] in AUGMENTABLE_METHODS]
-    eligible = tf.reduce_any(
-        flat_methods[:, None] == tf.constant(augmentable + [-2], tf.int32)[None, :], axis=1)
-    rotated = eligible & (draws[0] < p_aug) if p_aug > 0 else tf.zeros([n], tf.bool)
-    smoothed = eligible & (draws[1] < p_smooth) if p_smooth > 0 else tf.zeros([n], tf.bool)
+    eligible = knp.any(
+        flat_methods[:, None] == kb.convert(augmentable + [-2], "int32")[None, :], axis=1)
+    rotated = eligible & (draws[0] < p_aug) if p_aug > 0 else knp.zeros((n,), "bool")
+    smoothed = eligible & (draws[1] < p_smooth) if p_smooth > 0 else knp.zeros((n,), "bool")
     # Share of the (B * K) rows that are active, to size XLA's blocks.
     active_share = sum(k_choices) / (len(k_choices) * max_k)
     total_weight = float(sum(weights))
@@ -353,7 +382,7 @@ def multi_stage_masks(
 
         def fn(lam, stage=0):
             raw = gen(lam, height, width, stage_seed(fold_seed(seed, 10 + i), stage), **kwargs)
-            return tf.broadcast_to(raw, tf.stack([tf.shape(lam)[0], height, width, 1]))
+            return knp.broadcast_to(raw, (kb.shape(lam)[0], height, width, 1))
 
         return fn
 
@@ -372,7 +401,9 @@ def multi_stage_masks(
                 smooth, (masks,), (masks,), share * p_smooth)
         return masks
 
-    if not in_xla_context():
+    if not kb.static_shapes():
+        import tensorflow as tf
+
         # One dynamic group per method, each augmented within the group (its
         # small tensors), stitched back with the inactive rows. (A method of
         # weight 0 is never drawn, so the rest is the inactive layers.)
@@ -399,7 +430,7 @@ def multi_stage_masks(
         for i in computed:
             fraction = active_share * weights[i] / total_weight
             capacity = row_capacity(n, fraction)
-            groups.append((i, tf.equal(flat_methods, i), capacity,
+            groups.append((i, flat_methods == i, capacity,
                            first_stage_rows(n, fraction, capacity)))
         raw_layer_masks = _xla_method_blocks(groups, masks_of, anchor_share, n, height, width)
         layer_masks = raw_layer_masks
@@ -407,20 +438,20 @@ def multi_stage_masks(
             share = active_share * sum(weights[i] for i in augmentable) / total_weight
             layer_masks = augment(raw_layer_masks, rotated, smoothed, 0, share)
 
-    layer_masks = tf.reshape(layer_masks, [batch_size, max_k, height, width, 1])
+    layer_masks = knp.reshape(layer_masks, (batch_size, max_k, height, width, 1))
     if merge == "mul":
-        merged = tf.reduce_prod(layer_masks, axis=1)
+        merged = knp.prod(layer_masks, axis=1)
     elif merge == "sum":
-        merged = 1.0 - tf.clip_by_value(tf.reduce_sum(1.0 - layer_masks, axis=1), 0.0, 1.0)
+        merged = 1.0 - knp.clip(knp.sum(1.0 - layer_masks, axis=1), 0.0, 1.0)
     else:
         raise ValueError(f"`merge` must be 'mul' or 'sum'; received merge={merge!r}.")
     return {
         "masks": merged,
         "layer_masks": layer_masks,
-        "raw_layer_masks": tf.reshape(raw_layer_masks, [batch_size, max_k, height, width, 1]),
+        "raw_layer_masks": knp.reshape(raw_layer_masks, (batch_size, max_k, height, width, 1)),
         "k": k,
         "methods": method_idx,
         "lambdas": lambdas,
-        "rotated": tf.reshape(rotated, [batch_size, max_k]),
-        "smoothed": tf.reshape(smoothed, [batch_size, max_k]),
+        "rotated": knp.reshape(rotated, (batch_size, max_k)),
+        "smoothed": knp.reshape(smoothed, (batch_size, max_k)),
     }

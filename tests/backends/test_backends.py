@@ -16,8 +16,7 @@ import tensorflow as tf
 import keras_miamix as km
 
 BACKEND = keras.backend.backend()
-NATIVE = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix"]
-ALL = NATIVE + ["MiAMix"]
+ALL = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "MiAMix"]
 
 
 def make(name, **kwargs):
@@ -133,7 +132,7 @@ def test_seed_reproducible_and_batches_differ(name):
     np.testing.assert_array_equal(run(), run())
 
 
-@pytest.mark.parametrize("name", NATIVE)
+@pytest.mark.parametrize("name", ALL)
 def test_uint8_non_square_odd_batch_and_batch_of_one(name):
     rng = np.random.RandomState(1)
     for n, h, w in [(1, 9, 13), (5, 7, 16)]:
@@ -165,7 +164,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="jax.jit is JAX's")
-@pytest.mark.parametrize("name", NATIVE)
+@pytest.mark.parametrize("name", ALL)
 def test_jax_jit_matches_eager_and_advances_the_state(name):
     import jax
 
@@ -185,22 +184,7 @@ def test_jax_jit_matches_eager_and_advances_the_state(name):
     np.testing.assert_array_equal(np_(new_state[0]), np_(state[0]) + [0, 1])
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow runs MiAMix natively")
-def test_miamix_says_it_cannot_be_traced_yet():
-    images, labels = constant_batch()
-    model = km.models.MixModel(
-        keras.Sequential([keras.Input((12, 10, 3)), keras.layers.Flatten(),
-                          keras.layers.Dense(8)]), km.MiAMix(num_classes=8, seed=0))
-    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
-    if BACKEND == "torch":
-        # PyTorch trains eagerly: MiAMix runs there through TensorFlow.
-        model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
-        return
-    with pytest.raises(NotImplementedError, match="tf.data map"):
-        model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
-
-
-@pytest.mark.parametrize("name", ["CutMix", "FMix", "ResizeMix"])
+@pytest.mark.parametrize("name", ["CutMix", "FMix", "MiAMix"])
 def test_mix_model_trains_saves_and_loads(name, tmp_path):
     rng = np.random.RandomState(0)
     images = rng.rand(24, 16, 16, 3).astype("float32")
