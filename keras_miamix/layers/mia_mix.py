@@ -1,7 +1,6 @@
 import keras
 
 from keras_miamix import backend as kb
-
 from keras_miamix.layers.base_mix_layer import IMAGES
 from keras_miamix.layers.base_mix_layer import LABELS
 from keras_miamix.layers.base_mix_layer import SAMPLE_WEIGHT
