@@ -1,14 +1,15 @@
 import math
 
 import keras
-import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 from keras.src.trainers.compile_utils import MetricsList
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 from keras_miamix.layers.base_mix_layer import add_seed_state
 from keras_miamix.layers.base_mix_layer import next_seed
 from keras_miamix.models.base_mix_trainer import DistributedBuildMixin
+from keras_miamix.models.base_mix_trainer import stateless_run
 from keras_miamix.models.mix_block import MixBlock
 from keras_miamix.models.mix_block import mask_loss
 from keras_miamix.ops.masks import cutmix_mask
@@ -29,17 +30,17 @@ def momentum_schedule(step, total_steps, base=0.999, end=0.999999, warmup_fracti
     `warmup_fraction` of the steps, then
     `end - (end - base) * (cos(pi * t / T) + 1) / 2`, reaching `end` at T.
     """
-    t = tf.cast(step, tf.float32)
-    total = tf.maximum(tf.cast(total_steps, tf.float32), 1.0)
-    cosine = end - (end - base) * (tf.cos(math.pi * tf.minimum(t / total, 1.0)) + 1.0) / 2.0
-    return tf.where(t < warmup_fraction * total, tf.constant(base, tf.float32), cosine)
+    t = kb.cast(step, "float32")
+    total = knp.maximum(kb.cast(total_steps, "float32"), 1.0)
+    cosine = end - (end - base) * (knp.cos(math.pi * knp.minimum(t / total, 1.0)) + 1.0) / 2.0
+    return knp.where(t < warmup_fraction * total, kb.convert(base, "float32"), cosine)
 
 
 def mixed_cross_entropy(y, logits, lam, partner_index, from_logits=True):
     """`lam * CE(y_i) + (1 - lam) * CE(y_j)` per sample, one lambda per batch."""
     ce = keras.losses.categorical_crossentropy
     return lam * ce(y, logits, from_logits=from_logits) + (1.0 - lam) * ce(
-        tf.gather(y, partner_index), logits, from_logits=from_logits)
+        kb.gather(y, partner_index), logits, from_logits=from_logits)
 
 
 @keras.saving.register_keras_serializable(package="keras_miamix")
@@ -176,13 +177,6 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         seed=None,
         **kwargs,
     ):
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(
-                "AutoMix trains under the TensorFlow backend only for now: its "
-                "student/teacher step (GradientTape, EMA teacher, Mix Block update) is "
-                "not yet written for JAX's stateless trainer or PyTorch's; run it with "
-                f"KERAS_BACKEND=tensorflow (received backend "
-                f"{keras.backend.backend()!r}).")
         super().__init__(**kwargs)
         if isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)
@@ -310,8 +304,7 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         mixed by MixUp or CutMix (one choice per batch, so only the chosen
         mask is computed), with the mixed labels and sample weights. Returns
         (images, labels, sample_weight)."""
-        batch = tf.shape(x)[0]
-        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        batch, height, width = kb.shape(x)[:3]
         partners = random_permutation(batch, fold_seed(seed, 5))
 
         def mixed(mask_fn, method, salt):
@@ -321,16 +314,16 @@ class AutoMix(DistributedBuildMixin, keras.Model):
                             labels=y, sample_weight=sample_weight)
             return out["images"], out["labels"], out["sample_weight"]
 
-        return tf.cond(sample_uniform([], fold_seed(seed, 3)) < 0.5,
+        return kb.cond(sample_uniform([], fold_seed(seed, 3)) < 0.5,
                        lambda: mixed(mixup_mask, "mixup", 1),
                        lambda: mixed(cutmix_mask, "cutmix", 2))
 
     def mask_loss_gamma(self, step):
         if self.mask_loss_schedule == "constant":
-            return tf.constant(self.mask_loss_weight)
-        total = tf.maximum(tf.cast(self.total_steps, tf.float32), 1.0)
-        progress = tf.cast(step, tf.float32) / total
-        return self.mask_loss_weight * tf.maximum(1.0 - progress, 0.0)
+            return kb.convert(self.mask_loss_weight, "float32")
+        total = knp.maximum(kb.cast(self.total_steps.value, "float32"), 1.0)
+        progress = kb.cast(step, "float32") / total
+        return self.mask_loss_weight * knp.maximum(1.0 - progress, 0.0)
 
     def compute_losses(self, x, y, lam_mb, lam_bb, idx_mb, idx_bb, step, sample_weight=None,
                        one_seed=None):
@@ -342,33 +335,33 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         student's "one" loss takes `mix_one_batch(..., one_seed)` in place of
         the clean batch."""
         if sample_weight is None:
-            sample_weight = tf.ones(tf.shape(x)[:1], tf.float32)
-        sw = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+            sample_weight = knp.ones(kb.shape(x)[:1], dtype="float32")
+        sw = knp.reshape(kb.cast(sample_weight, "float32"), (-1,))
         x_one, y_one, sw_one = (self.mix_one_batch(x, y, sw, one_seed) if self.head_one_mix
                                 else (x, y, sw))
-        size = tf.shape(x)[1:3]
+        size = kb.shape(x)[1:3]
         # Under a mixed-precision policy the networks compute in float16; the
         # masks, the mixing and every loss stay in float32.
         features, _ = self._teacher_both(x, training=True)
-        features = tf.stop_gradient(features)
-        mask_mb = tf.cast(self.mix_block(features, lam_mb, idx_mb, size), tf.float32)
-        mask_bb = tf.stop_gradient(
-            tf.cast(self.mix_block(features, lam_bb, idx_bb, size), tf.float32))
-        near_edge = (lam_bb < self.lam_margin) | (lam_bb > 1.0 - self.lam_margin)
-        mask_bb = tf.where(near_edge, tf.fill(tf.shape(mask_bb), lam_bb), mask_bb)
+        features = keras.ops.stop_gradient(features)
+        mask_mb = kb.cast(self.mix_block(features, lam_mb, idx_mb, image_size=size), "float32")
+        mask_bb = keras.ops.stop_gradient(
+            kb.cast(self.mix_block(features, lam_bb, idx_bb, image_size=size), "float32"))
+        near_edge = knp.logical_or(lam_bb < self.lam_margin, lam_bb > 1.0 - self.lam_margin)
+        mask_bb = knp.where(near_edge, knp.full_like(mask_bb, lam_bb), mask_bb)
         x_mb = mix_batch(x, mask_mb, idx_mb)["images"]
         x_bb = mix_batch(x, mask_bb, idx_bb)["images"]
         teacher_mix = self._teacher_mix if self.separate_heads else self.teacher
-        logits_k = tf.cast(teacher_mix(x_mb, training=True), tf.float32)
-        loss_mb = tf.reduce_mean(mix_labels(sw, lam_mb, idx_mb) * mixed_cross_entropy(
+        logits_k = kb.cast(teacher_mix(x_mb, training=True), "float32")
+        loss_mb = knp.mean(mix_labels(sw, lam_mb, idx_mb) * mixed_cross_entropy(
             y, logits_k, lam_mb, idx_mb, self.from_logits))
         loss_mask = mask_loss(mask_mb, lam_mb, self.mask_loss_gamma(step), self.mask_loss_margin)
-        logits_one = tf.cast(self.student(x_one, training=True), tf.float32)
+        logits_one = kb.cast(self.student(x_one, training=True), "float32")
         student_mix = self.student_mix if self.separate_heads else self.student
-        logits_mix = tf.cast(student_mix(x_bb, training=True), tf.float32)
-        loss_one = tf.reduce_mean(sw_one * keras.losses.categorical_crossentropy(
+        logits_mix = kb.cast(student_mix(x_bb, training=True), "float32")
+        loss_one = knp.mean(sw_one * keras.losses.categorical_crossentropy(
             y_one, logits_one, from_logits=self.from_logits))
-        loss_mix = tf.reduce_mean(mix_labels(sw, lam_bb, idx_bb) * mixed_cross_entropy(
+        loss_mix = knp.mean(mix_labels(sw, lam_bb, idx_bb) * mixed_cross_entropy(
             y, logits_mix, lam_bb, idx_bb, self.from_logits))
         return {
             "loss_student": loss_one + loss_mix,
@@ -380,53 +373,121 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             "mask_bb": mask_bb,
         }
 
-    def train_step(self, data):
+    # ------------------------------------------------------- the train step
+    # One step is three backend-agnostic pieces, `_step_inputs`, `_step_loss`
+    # and `_after_update`, which read and assign Keras variables; each
+    # backend's `train_step` runs them around its own gradient and optimizer
+    # step, as Keras's trainers do (TensorFlow's tape, JAX's stateless
+    # `value_and_grad`, PyTorch's `backward`).
+    def _step_inputs(self, data):
         x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
-        x = tf.convert_to_tensor(x)
-        if x.dtype.is_integer:
-            x = tf.cast(x, tf.float32)
-        y = prepare_labels(y, self.num_classes)
-        # The step being taken (0-based), read before the optimizer advances
-        # its counter: the first EMA update uses step 0's momentum.
-        step = tf.identity(self.optimizer.iterations)
-        lam_mb, lam_bb, idx_mb, idx_bb = self.sample_step_randomness(tf.shape(x)[0])
+        x = kb.convert(x)
+        if "int" in kb.dtype_name(x):
+            x = kb.cast(x, "float32")
+        return x, prepare_labels(y, self.num_classes), sample_weight
+
+    def _step_loss(self, x, y, sample_weight):
+        """The step's draws and losses: returns (scaled total, step, outputs),
+        the step being taken (0-based) read before the optimizer advances its
+        counter, so the first EMA update uses step 0's momentum."""
+        # A copy: PyTorch's cast to the same dtype would alias the counter.
+        step = knp.copy(kb.cast(self.optimizer.iterations.value, "int32"))
+        lam_mb, lam_bb, idx_mb, idx_bb = self.sample_step_randomness(kb.shape(x)[0])
         # `head_one_mix` draws from its own seed, after the step's, so the
         # default draws stay as they were.
         one_seed = next_seed(self.seed_state) if self.head_one_mix else None
-        variables = self.trainable_weights
-        with tf.GradientTape() as tape:
-            out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step,
-                                      sample_weight, one_seed)
-            # Regularisation (weight decay as kernel L2) of the student and
-            # the Mix Block, which Keras adds for compiled losses.
-            regularization = tf.add_n([tf.constant(0.0)] + [
-                tf.cast(r, tf.float32) for r in self.student.losses + self.mix_block.losses])
-            total = (out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
-                     + regularization)
-            scaled = self.optimizer.scale_loss(scale_loss_for_distribution(total))
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        m = momentum_schedule(step, self.total_steps, self.momentum, self.momentum_end,
+        out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step,
+                                  sample_weight, one_seed)
+        # Regularisation (weight decay as kernel L2) of the student and the
+        # Mix Block, which Keras adds for compiled losses.
+        regularization = kb.convert(0.0, "float32")
+        for r in self.student.losses + self.mix_block.losses:
+            regularization = regularization + kb.cast(r, "float32")
+        out["loss"] = (out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
+                       + regularization)
+        loss = out["loss"]
+        if kb.is_tensorflow():
+            from keras.src.losses.loss import scale_loss_for_distribution
+
+            loss = scale_loss_for_distribution(loss)
+        return self.optimizer.scale_loss(loss), step, out
+
+    def _after_update(self, step, out):
+        """The teacher's EMA at the step's momentum and the metrics; the logs."""
+        m = momentum_schedule(step, self.total_steps.value, self.momentum, self.momentum_end,
                               self.momentum_warmup)
         self.update_teacher(m)
-        for name, value in (("loss", total), ("loss_student", out["loss_student"]),
-                            ("loss_mix_block", out["loss_mix_block"]),
-                            ("mask_loss", out["mask_loss"]), ("momentum", m)):
-            self._trackers[name].update_state(value)
+        for name in ("loss", "loss_student", "loss_mix_block", "mask_loss"):
+            self._trackers[name].update_state(out[name])
+        self._trackers["momentum"].update_state(m)
         self._train_acc.update_state(out["labels_one"], out["logits_one"])
         logs = {name: tracker.result() for name, tracker in self._trackers.items()}
         logs["accuracy"] = self._train_acc.result()
         return self._reducible_logs(logs)
 
+    def train_step(self, *args):
+        """One AutoMix step (see the class docstring), in the form each
+        backend's trainer calls: `train_step(data)` on TensorFlow and
+        PyTorch, the stateless `train_step(state, data)` on JAX."""
+        backend_name = keras.backend.backend()
+        if backend_name == "jax":
+            return self._train_step_jax(*args)
+        (data,) = args
+        x, y, sample_weight = self._step_inputs(data)
+        variables = self.trainable_weights
+        if backend_name == "torch":
+            import torch
+
+            self.zero_grad()
+            scaled, step, out = self._step_loss(x, y, sample_weight)
+            scaled.backward()
+            with torch.no_grad():
+                self.optimizer.apply([v.value.grad for v in variables], variables)
+                return self._after_update(step, out)
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            scaled, step, out = self._step_loss(x, y, sample_weight)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return self._after_update(step, out)
+
+    def _train_step_jax(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_vars, metrics_vars = state
+        x, y, sample_weight = self._step_inputs(data)
+
+        def loss_fn(trainable_values, non_trainable_values):
+            (scaled, step, out), (new_non_trainable,) = stateless_run(
+                lambda: self._step_loss(x, y, sample_weight),
+                (self.trainable_variables, trainable_values),
+                (self.non_trainable_variables, non_trainable_values),
+                (self.optimizer.variables, optimizer_vars),
+                updated=(self.non_trainable_variables,))
+            return scaled, (step, out, new_non_trainable)
+
+        (_, (step, out, non_trainable)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(trainable, non_trainable)
+        trainable, optimizer_vars = self.optimizer.stateless_apply(
+            optimizer_vars, grads, trainable)
+        logs, (non_trainable, metrics_vars) = stateless_run(
+            lambda: self._after_update(step, out),
+            (self.trainable_variables, trainable),
+            (self.non_trainable_variables, non_trainable),
+            (self.metrics_variables, metrics_vars),
+            updated=(self.non_trainable_variables, self.metrics_variables))
+        return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
     def predict_masks(self, images, lam, partner_index):
         """The anchor masks (B, H, W, 1) the Mix Block makes for `images`
         paired with `images[partner_index]` at ratio `lam` (teacher features
         in inference mode); 1 keeps the anchor."""
-        x = tf.convert_to_tensor(images)
-        x = tf.cast(x, tf.float32) if x.dtype.is_integer else x
+        x = kb.convert(images)
+        x = kb.cast(x, "float32") if "int" in kb.dtype_name(x) else x
         features = self._teacher_features(x, training=False)
-        return self.mix_block(features, tf.cast(lam, tf.float32), partner_index,
-                              tf.shape(x)[1:3])
+        return self.mix_block(features, kb.cast(lam, "float32"), kb.convert(partner_index),
+                              image_size=kb.shape(x)[1:3])
 
     def update_teacher(self, m):
         """`teacher = m * teacher + (1 - m) * student` for every trainable weight.
@@ -441,6 +502,12 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         def ema(t, s):
             return t.assign(m * t + (1.0 - m) * s)
 
+        if not kb.is_tensorflow():
+            for t, s in pairs:
+                t.assign(m * t.value + (1.0 - m) * s.value)
+            return
+        import tensorflow as tf
+
         ctx = tf.distribute.get_replica_context()
         if tf.distribute.has_strategy() and ctx is not None:
             def merged(strategy):
@@ -451,12 +518,12 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             for t, s in pairs:
                 ema(t, s)
 
-    def test_step(self, data):
+    def _evaluate(self, data):
         x, y, _ = data_adapter_utils.unpack_x_y_sample_weight(data)
         y = prepare_labels(y, self.num_classes)
-        logits_t = tf.cast(self.teacher(x, training=False), tf.float32)
-        logits_s = tf.cast(self.student(x, training=False), tf.float32)
-        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+        logits_t = kb.cast(self.teacher(x, training=False), "float32")
+        logits_s = kb.cast(self.student(x, training=False), "float32")
+        loss = knp.mean(keras.losses.categorical_crossentropy(
             y, logits_t, from_logits=self.from_logits))
         self._trackers["loss"].update_state(loss)
         self._train_acc.update_state(y, logits_t)
@@ -464,6 +531,20 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         return self._reducible_logs({"loss": self._trackers["loss"].result(),
                                      "accuracy": self._train_acc.result(),
                                      "student_accuracy": self._student_acc.result()})
+
+    def test_step(self, *args):
+        """The teacher's loss and accuracy and the student's accuracy; the
+        stateless `test_step(state, data)` on JAX."""
+        if keras.backend.backend() != "jax":
+            return self._evaluate(*args)
+        (trainable, non_trainable, metrics_vars), data = args
+        logs, (metrics_vars,) = stateless_run(
+            lambda: self._evaluate(data),
+            (self.trainable_variables, trainable),
+            (self.non_trainable_variables, non_trainable),
+            (self.metrics_variables, metrics_vars),
+            updated=(self.metrics_variables,))
+        return logs, (trainable, non_trainable, metrics_vars)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
         """Keras's `compile`, without `loss`, `metrics`: AutoMix computes its
@@ -574,5 +655,5 @@ class _ScheduleLength(keras.callbacks.Callback):
                 "AutoMix's schedules need the length of training, and Keras cannot tell "
                 "the steps per epoch of this data (a generator or a dataset of unknown "
                 "size): pass `total_steps=` to AutoMix, or `steps_per_epoch=` to fit.")
-        done = int(self.automix.optimizer.iterations.numpy())
+        done = int(keras.ops.convert_to_numpy(self.automix.optimizer.iterations))
         self.automix.total_steps.assign(done + int(steps) * (self.params["epochs"] - epoch))

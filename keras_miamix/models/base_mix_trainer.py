@@ -46,12 +46,39 @@ class DistributedBuildMixin:
         with 0 dimensions"; tensorflow/tensorflow#72388). As one-element
         vectors they average to the same scalars. Elsewhere logs are unchanged.
         """
+        if keras.backend.backend() != "tensorflow":
+            return logs
         strategy = tf.distribute.get_strategy()
         if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
                 and strategy.extended._in_multi_worker_mode()):
             return logs
         return tf.nest.map_structure(
             lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v, logs)
+
+
+def stateless_run(fn, *mappings, updated=()):
+    """Runs `fn`, which reads and assigns Keras variables as any Keras code
+    does, as a pure function of their values (JAX's stateless trainers).
+
+    Each mapping is a pair (variables, values): inside `fn` the variables
+    read as those values and their assignments are recorded instead of
+    applied. Returns `fn`'s output and, for each list of variables in
+    `updated`, their values after it (the given value, or the variable's own,
+    where `fn` assigned none).
+    """
+    state_mapping = [pair for variables, values in mappings
+                     for pair in zip(variables, values)]
+    given = {id(variable): value for variable, value in state_mapping}
+    with keras.StatelessScope(state_mapping=state_mapping) as scope:
+        output = fn()
+
+    def after(variable):
+        value = scope.get_current_value(variable)
+        if value is None:
+            value = given.get(id(variable), variable.value)
+        return value
+
+    return output, tuple([after(v) for v in variables] for variables in updated)
 
 
 class BaseMixTrainer(DistributedBuildMixin, keras.Model):
@@ -163,7 +190,7 @@ class BaseMixTrainer(DistributedBuildMixin, keras.Model):
 
     def _train_step_jax(self, state, data):
         """Keras' stateless JAX `train_step`: the mixed forward pass and the
-        loss run in a `StatelessScope` over the step's variable values (the
+        loss run over the step's variable values (`stateless_run`: the
         mixer's random state and the model's batch statistics come out as new
         non-trainable values), `jax.value_and_grad` differentiates it, and the
         optimizer and metrics are applied statelessly."""
@@ -173,26 +200,25 @@ class BaseMixTrainer(DistributedBuildMixin, keras.Model):
         x, y, sample_weight = self._unpack_train_data(data)
 
         def loss_fn(trainable_values, non_trainable_values):
-            mapping = (list(zip(self.trainable_variables, trainable_values))
-                       + list(zip(self.non_trainable_variables, non_trainable_values)))
-            with keras.StatelessScope(state_mapping=mapping) as scope:
+            def forward():
                 y_pred, y_mixed, sw_mixed = self.mixed_forward(
                     x, y, sample_weight, training=True)
                 loss = self._compute_loss(x=x, y=y_mixed, y_pred=y_pred,
                                           sample_weight=sw_mixed, training=True)
-            new_non_trainable = []
-            for ref, value in zip(self.non_trainable_variables, non_trainable_values):
-                current = scope.get_current_value(ref)
-                new_non_trainable.append(value if current is None else current)
-            unscaled = loss
-            if self.optimizer is not None:
-                with keras.StatelessScope(
-                        state_mapping=list(zip(self.optimizer.variables, optimizer_vars))):
-                    loss = self.optimizer.scale_loss(loss)
-            return loss, (unscaled, y_pred, y_mixed, sw_mixed, new_non_trainable)
+                scaled = self.optimizer.scale_loss(loss) if self.optimizer else loss
+                return scaled, (loss, y_pred, y_mixed, sw_mixed)
 
-        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, non_trainable)
-        unscaled, y_pred, y_mixed, sw_mixed, non_trainable = aux
+            (scaled, aux), (new_non_trainable,) = stateless_run(
+                forward,
+                (self.trainable_variables, trainable_values),
+                (self.non_trainable_variables, non_trainable_values),
+                (self.optimizer.variables, optimizer_vars),
+                updated=(self.non_trainable_variables,))
+            return scaled, (aux, new_non_trainable)
+
+        (_, (aux, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, non_trainable)
+        unscaled, y_pred, y_mixed, sw_mixed = aux
         trainable, optimizer_vars = self.optimizer.stateless_apply(
             optimizer_vars, grads, trainable)
         logs, metrics_vars = self._update_metrics_variables(

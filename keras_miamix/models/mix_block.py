@@ -1,7 +1,9 @@
 import math
 
 import keras
-import tensorflow as tf
+
+from keras_miamix import backend as kb
+from keras_miamix.backend import numpy as knp
 
 
 @keras.saving.register_keras_serializable(package="keras_miamix")
@@ -67,23 +69,22 @@ class MixBlock(keras.layers.Layer):
         self.built = True
 
     def call(self, features, lam, partner_index, image_size):
-        z = tf.convert_to_tensor(features)
-        shape = tf.shape(z)
-        batch, h, w = shape[0], shape[1], shape[2]
-        z_partner = tf.gather(z, partner_index)
+        z = kb.convert(features)
+        batch, h, w = kb.shape(z)[0], kb.shape(z)[1], kb.shape(z)[2]
+        z_partner = kb.gather(z, partner_index)
         if self.lambda_concat:
-            lam_map = tf.fill([batch, h, w, 1], tf.cast(lam, z.dtype))
-            z = tf.concat([z, lam_map], axis=-1)
-            z_partner = tf.concat([z_partner, 1.0 - lam_map], axis=-1)
-        z = tf.reshape(z, [batch, h * w, -1])
-        z_partner = tf.reshape(z_partner, [batch, h * w, -1])
-        q = tf.cast(self.query(z), tf.float32)  # anchor positions
-        k = tf.cast(self.query(z_partner), tf.float32)  # partner positions
-        logits = tf.matmul(q, k, transpose_b=True) / math.sqrt(self.inter_channels)
-        attention = tf.nn.softmax(logits, axis=-1)  # over the partner's positions
-        v = tf.cast(self.value(z_partner), tf.float32)  # (B, hw, 1), from the partner
-        partner = tf.reshape(tf.matmul(attention, v), [batch, h, w, 1])
-        return 1.0 - tf.sigmoid(nearest_upsample(partner, image_size))
+            lam_map = knp.full((batch, h, w, 1), kb.cast(lam, z.dtype), dtype=z.dtype)
+            z = knp.concatenate([z, lam_map], axis=-1)
+            z_partner = knp.concatenate([z_partner, 1.0 - lam_map], axis=-1)
+        z = knp.reshape(z, (batch, h * w, -1))
+        z_partner = knp.reshape(z_partner, (batch, h * w, -1))
+        q = kb.cast(self.query(z), "float32")  # anchor positions
+        k = kb.cast(self.query(z_partner), "float32")  # partner positions
+        logits = knp.matmul(q, knp.swapaxes(k, 1, 2)) / math.sqrt(self.inter_channels)
+        attention = kb.nn.softmax(logits, axis=-1)  # over the partner's positions
+        v = kb.cast(self.value(z_partner), "float32")  # (B, hw, 1), from the partner
+        partner = knp.reshape(knp.matmul(attention, v), (batch, h, w, 1))
+        return 1.0 - kb.nn.sigmoid(nearest_upsample(partner, image_size))
 
     def get_config(self):
         config = super().get_config()
@@ -96,14 +97,14 @@ def nearest_upsample(x, size):
     columns (source index floor(i * h / H), PyTorch's 'nearest'). Unlike
     `tf.image.resize`, whose gradient op has no XLA kernel, it differentiates
     under `jit_compile=True`."""
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    h, w = kb.shape(x)[1], kb.shape(x)[2]
     out_h, out_w = size[0], size[1]
-    rows = (tf.range(out_h) * h) // out_h
-    cols = (tf.range(out_w) * w) // out_w
-    return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+    rows = (knp.arange(out_h, dtype="int32") * h) // out_h
+    cols = (knp.arange(out_w, dtype="int32") * w) // out_w
+    return kb.gather(kb.gather(x, rows, axis=1), cols, axis=2)
 
 
 def mask_loss(mask, lam, weight, margin=0.1):
     """AutoMix's mask loss `weight * max(|mean(mask) - lam| - margin, 0)`, the
     mean taken over the whole batch (OpenMixup's L1 mode with margin 0.1)."""
-    return weight * tf.maximum(tf.abs(tf.reduce_mean(mask) - lam) - margin, 0.0)
+    return weight * knp.maximum(knp.abs(knp.mean(mask) - lam) - margin, 0.0)

@@ -266,7 +266,33 @@ def test_manifold_mixup_blends_the_chosen_hidden_state():
     np.testing.assert_allclose(np_(y_mixed), blended, atol=1e-6)
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="AutoMix trains under TensorFlow")
-def test_automix_says_which_backend_it_needs():
-    with pytest.raises(NotImplementedError, match="KERAS_BACKEND=tensorflow"):
-        km.models.AutoMix(km.models.cifar_resnet18(num_classes=8, width=4), num_classes=8)
+def test_automix_trains_its_teacher_by_ema_and_reloads(tmp_path):
+    """One step: the teacher (a copy of the student at the start) becomes
+    `m * teacher + (1 - m) * student` at the first step's momentum; then the
+    momentum logged over four steps is the schedule's mean, and a saved model
+    predicts the same after loading."""
+    net = km.models.cifar_resnet18(num_classes=4, width=4)
+    model = km.models.AutoMix(net, num_classes=4, seed=0, separate_heads=True,
+                              total_steps=4, momentum=0.9, momentum_end=0.99)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    x = np.random.RandomState(0).rand(8, 32, 32, 3).astype("float32")
+    y = np.arange(8) % 4
+    start = [np_(w) for w in net.trainable_weights]
+    model.fit(x[:4], y[:4], epochs=1, batch_size=4, verbose=0)
+    student = [np_(w) for w in net.trainable_weights]
+    teacher = [np_(w) for w in model.teacher.trainable_weights]
+    assert max(np.abs(s - s0).max() for s, s0 in zip(student, start)) > 1e-4
+    for t, s, s0 in zip(teacher, student, start):
+        np.testing.assert_allclose(t, 0.9 * s0 + 0.1 * s, atol=1e-6)
+    history = model.fit(x, y, epochs=1, batch_size=4, verbose=0).history
+    # Steps 1 and 2 of 4 (warm-up: step 0): end - (end - base)(cos(pi t / 4) + 1) / 2.
+    expected = np.mean([0.99 - 0.09 * (np.cos(np.pi * t / 4) + 1) / 2 for t in (1, 2)])
+    np.testing.assert_allclose(history["momentum"][-1], expected, rtol=1e-6)
+    assert np.isfinite(history["loss"][-1])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert {"loss", "accuracy", "student_accuracy"} <= set(logs)
+    path = str(tmp_path / "automix.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(np_(loaded.predict(x, verbose=0)),
+                               np_(model.predict(x, verbose=0)), atol=1e-5)
