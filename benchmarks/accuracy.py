@@ -93,6 +93,47 @@ VARIANTS = {
 }
 
 
+# A run counts only while its "revision" is its method's current one (1 when
+# absent): when a fix changes what a method computes, its revision goes up
+# here, the plan runs it again, and each finished re-run moves the runs it
+# replaces to the JSON's "superseded" list (kept, with the revision that
+# replaced them). Until then the old runs stay in the table, marked.
+REVISIONS = {
+    "gmix": 2,
+    "agmix": 2,
+}
+REVISION_NOTES = {
+    "gmix": "the blob holds the smaller share, as in the official hmix-gmix code",
+    "agmix": "the blob holds the smaller share, as in the official hmix-gmix code",
+}
+
+
+def revisions_record():
+    """The JSON's "revisions": method -> its current revision and why."""
+    return {m: {"revision": r, "change": REVISION_NOTES[m]} for m, r in REVISIONS.items()}
+
+
+def revision(name):
+    return REVISIONS.get(name, 1)
+
+
+def is_current(run):
+    return run.get("revision", 1) == revision(run["method"])
+
+
+def record_run(results, entry):
+    """Adds a finished run, moving the runs of its (method, seed) that it
+    replaces to `results["superseded"]`."""
+    key = (entry["method"], entry["seed"])
+    replaced = [r for r in results["runs"] if (r["method"], r["seed"]) == key]
+    results["runs"] = [r for r in results["runs"] if (r["method"], r["seed"]) != key] + [entry]
+    stale = [dict(r, superseded_by_revision=entry["revision"]) for r in replaced
+             if r.get("revision", 1) != entry["revision"]]
+    if stale:
+        results.setdefault("superseded", []).extend(stale)
+    return results
+
+
 def run_method(name):
     """(method, method_args) of a plan's name: a method, or one of VARIANTS."""
     method, method_args = VARIANTS.get(name, (name, {}))
@@ -163,6 +204,8 @@ class ProgressSnapshot(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.folder, exist_ok=True)
+        with open(os.path.join(self.folder, "revision"), "w") as f:
+            f.write(str(revision(_method_of(self.folder))))
         if os.path.exists(self.history_path):  # written by an earlier callback
             shutil.copyfile(self.history_path, os.path.join(self.folder, "history.json.tmp"))
             os.replace(os.path.join(self.folder, "history.json.tmp"),
@@ -183,6 +226,9 @@ def restore_progress(folder, work):
     found = snapshots(folder)
     if not found:
         return None
+    if _progress_revision(folder) != revision(_method_of(folder)):
+        shutil.rmtree(folder)  # begun before the method's code changed
+        return None
     epoch, path = found[0]
     backup = os.path.join(work, "backup")
     metadata = os.path.join(backup, "training_metadata.json")
@@ -200,6 +246,18 @@ def restore_progress(folder, work):
     if os.path.exists(os.path.join(folder, "history.json")):
         shutil.copyfile(os.path.join(folder, "history.json"), os.path.join(work, "history.json"))
     return epoch
+
+
+def _method_of(folder):
+    return os.path.basename(os.path.normpath(folder)).rsplit("-seed", 1)[0]
+
+
+def _progress_revision(folder):
+    path = os.path.join(folder, "revision")
+    if not os.path.exists(path):
+        return 1
+    with open(path) as f:
+        return int(f.read())
 
 
 def unfinished_first(todo, progress):
@@ -243,6 +301,7 @@ def run_one(method, seed, data, args):
     entry = {
         "method": method,
         "seed": seed,
+        "revision": revision(method),
         **{k: result.report[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "model",
                                          "train_images", "test_images", "steps_per_epoch")},
         "accuracy": scores["accuracy"],
@@ -356,7 +415,8 @@ def main(argv=None):
         print("time per epoch / no mixing: " + ", ".join(
             f"{m} {r:.2f}" for m, r in timing["ratio_to_none"].items()), flush=True)
         return 0
-    done = {(r["method"], r["seed"]) for r in results["runs"]}
+    results["revisions"] = revisions_record()
+    done = {(r["method"], r["seed"]) for r in results["runs"] if is_current(r)}
     todo = unfinished_first([p for p in plan if p not in done], args.progress)
     print(f"{len(done)} runs done, {len(todo)} to go: {todo}", flush=True)
     data = training.load_data(args.data)
@@ -367,8 +427,8 @@ def main(argv=None):
         entry = run_one(method, seed, data, args)
         results = load_results(args.results)
         results["protocol"] = settings
-        results["runs"] = [r for r in results["runs"]
-                           if (r["method"], r["seed"]) != (method, seed)] + [entry]
+        results["revisions"] = revisions_record()
+        results = record_run(results, entry)
         save_results(args.results, results)
         shutil.rmtree(os.path.join(args.progress, f"{method}-seed{seed}"), ignore_errors=True)
         print(f"=== {method} seed {seed}: accuracy {entry['accuracy']:.4f}, "

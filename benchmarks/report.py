@@ -92,6 +92,8 @@ def summarise(results):
             "corruptions": {name: float(np.mean([r["corruptions"][name]["mean"] for r in runs])
                                         * 100) for name in runs[0]["corruptions"]},
         }
+        current = results.get("revisions", {}).get(method, {}).get("revision", 1)
+        row["stale"] = sum(r.get("revision", 1) != current for r in runs)
         if all("student_accuracy" in r for r in runs):
             row["student"] = float(np.mean([r["student_accuracy"] for r in runs]) * 100)
         rows.append(row)
@@ -122,9 +124,32 @@ def table(results):
         name = NAMES.get(r["method"], r["method"])
         if "student" in r:
             name += f" (student {r['student']:.1f})"
+        if r["stale"]:
+            name += f" †{r['stale']}"
         lines.append(f"| {name} | {r['mean']:.2f}{std} | {r['n']} | {seeds} | {r['ece']:.2f} "
                      f"| {r['nll']:.3f} | {r['mca']:.2f} | {ratio} |")
+    lines += _revision_notes(results, rows)
     return "\n".join(lines)
+
+
+def _revision_notes(results, rows):
+    """Under the table: which rows still hold runs of code since changed (†n:
+    n of its runs), and the superseded runs kept in the JSON."""
+    notes = []
+    revisions = results.get("revisions", {})
+    for r in rows:
+        if r["stale"]:
+            change = revisions[r["method"]]
+            notes.append(f"†{r['stale']} {NAMES.get(r['method'], r['method']).strip('*')}: "
+                         f"{r['stale']} of {r['n']} runs are from before revision "
+                         f"{change['revision']} ({change['change']}); being re-run.")
+    old = results.get("superseded", [])
+    for method in dict.fromkeys(run["method"] for run in old):
+        runs = [run for run in old if run["method"] == method]
+        acc = ", ".join(f"{run['accuracy'] * 100:.1f} (seed {run['seed']})" for run in runs)
+        notes.append(f"Superseded {NAMES.get(method, method).strip('*')} runs (revision "
+                     f"{runs[0].get('revision', 1)}, kept in the JSON): {acc}.")
+    return ["", *notes] if notes else []
 
 
 def timing_source(results):

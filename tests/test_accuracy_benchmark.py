@@ -83,7 +83,8 @@ def test_a_run_continues_from_its_committed_snapshot_on_a_new_machine(tmp_path):
     with pytest.raises(StopAt):
         accuracy.training.train(config, data=data, callbacks=[snapshot, Keep(), stop_before(2)])
     # Only the newest snapshot is kept, named by the epochs done.
-    assert sorted(os.listdir(progress)) == ["epoch-0002.weights.h5", "history.json"]
+    assert sorted(os.listdir(progress)) == ["epoch-0002.weights.h5", "history.json",
+                                            "revision"]
     assert [h["epoch"] for h in json.load(open(os.path.join(progress, "history.json")))] == [0, 1]
     after_two = seen.pop("end")
 
@@ -155,6 +156,52 @@ def test_summary_statistics_on_hand_made_runs():
     none, mixup = rows
     assert none["mean"] == 72.0 and abs(none["std"] - 2 * 2 ** 0.5) < 1e-9
     assert mixup["std"] is None and mixup["time_ratio"] == 1.2
+
+
+def test_a_method_whose_code_changed_is_rerun_and_its_old_runs_kept_superseded(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(accuracy, "REVISIONS", {"gmix": 2})
+    monkeypatch.setattr(accuracy, "REVISION_NOTES", {"gmix": "the blob changed"})
+    results = tmp_path / "acc.json"
+    old = {"method": "gmix", "seed": 0, "accuracy": 0.5}
+    done = {"method": "none", "seed": 0, "accuracy": 0.4}
+    results.write_text(json.dumps({"protocol": accuracy.protocol(True), "runs": [done, old]}))
+    progress = tmp_path / "progress"
+    stale = progress / "gmix-seed0"  # begun before the change: not resumed
+    stale.mkdir(parents=True)
+    (stale / "epoch-0001.weights.h5").write_text("old")
+    args = ["--quick", "--data", "digits", "--results", str(results), "--work",
+            str(tmp_path / "w"), "--progress", str(progress)]
+    assert accuracy.main([*args, "--methods", "none", "gmix", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "1 to go: [('gmix', 0)]" in out and "restored" not in out
+    saved = json.load(open(results))
+    assert [(r["method"], r.get("revision")) for r in saved["runs"]] == [
+        ("none", None), ("gmix", 2)]
+    assert saved["superseded"] == [dict(old, superseded_by_revision=2)]
+    assert saved["revisions"] == {"gmix": {"revision": 2, "change": "the blob changed"}}
+    assert not stale.exists()
+
+
+def test_the_table_marks_rows_of_changed_code_and_lists_superseded_runs():
+    def run(method, seed, acc, **extra):
+        return {"method": method, "seed": seed, "accuracy": acc, "ece": 0.1, "nll": 1.0,
+                "mca": 0.5, "seconds_per_epoch": 10.0, "train_images": 100,
+                "test_images": 50, "corruptions": {"contrast": {"mean": 0.5}}, **extra}
+
+    results = {"protocol": {"model": "m", "epochs": 1, "batch_size": 2, "lr": 0.1,
+                            "weight_decay": 0.0},
+               "revisions": {"gmix": {"revision": 2, "change": "the blob changed"}},
+               "runs": [run("none", 0, 0.7), run("gmix", 0, 0.81, revision=2),
+                        run("gmix", 1, 0.79)],
+               "superseded": [run("gmix", 0, 0.78, superseded_by_revision=2)]}
+    text = report.table(results)
+    assert "| GMix †1 | 80.00 ± 1.41 | 2 |" in text
+    assert ("†1 GMix: 1 of 2 runs are from before revision 2 (the blob changed); "
+            "being re-run.") in text
+    assert "Superseded GMix runs (revision 1, kept in the JSON): 78.0 (seed 0)." in text
+    results["runs"][2]["revision"] = 2
+    assert "†" not in report.table(results)
 
 
 def test_timing_interleaves_methods_and_feeds_the_time_column(tmp_path):

@@ -123,6 +123,45 @@ def test_gmix_kernel_area_follows_lambda():
     assert m.min((1, 2, 3)).max() < 0.05  # the centre is (nearly) all partner
 
 
+@pytest.mark.parametrize("name", ["gmix", "agmix"])
+def test_gaussian_label_weight_tracks_lambda_over_its_whole_range(name):
+    # The blob holds the smaller share (official hmix-gmix): the anchor for
+    # lam < 0.5, the partner otherwise. Border truncation only shrinks the blob,
+    # so the mask mean lies on lam's side of 0.5 and close to it. With the
+    # partner always the blob, the median mean was about 0.54 at lam = 0.05 and
+    # never below 0.5 at 32x32 (a NumPy transcription of the old kernel).
+    lams = np.array([0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.55, 0.7, 0.8, 0.9, 0.95, 0.98],
+                    np.float32)
+    lam = tf.constant(np.repeat(lams, 200))
+    m = masks.MASK_GENERATORS[name](lam, 32, 32, SEED).numpy()
+    mean = m.mean((1, 2, 3)).reshape(len(lams), 200)
+    low, high = lams < 0.5, lams > 0.5
+    assert np.all(mean[low] <= lams[low, None] + 1e-4)
+    assert np.all(mean[high] >= lams[high, None] - 1e-4)
+    # Medians increase with lam and are close to it at both ends; truncation
+    # is largest near 0.5 (about 0.28 at lam 0.45 on 32x32, as the official code).
+    med = np.median(mean, axis=1)
+    assert np.all(np.diff(med) > 0), med
+    ends = (lams <= 0.1) | (lams >= 0.9)
+    assert np.abs(med - lams)[ends].max() < 0.02, med
+    assert np.abs(med - lams).max() < 0.2, med
+    # The smaller share is the blob: the anchor's pixels sit near 0 away from it.
+    assert np.median(m[:200].reshape(200, -1).min(1)) < 1e-3  # lam 0.02: mostly partner
+    assert np.median(m[-200:].reshape(200, -1).min(1)) < 0.05  # lam 0.98: a partner blob
+
+
+def test_gmix_blob_is_centred_on_an_integer_pixel_as_the_official_code():
+    lam = tf.constant([0.3, 0.7])
+    m = masks.gmix_mask(lam, 16, 16, SEED).numpy()[..., 0]
+    for mask, anchor_blob in zip(m, [True, False]):
+        kernel = mask if anchor_blob else 1 - mask
+        cy, cx = np.unravel_index(kernel.argmax(), kernel.shape)
+        s = min(0.3, 0.7)
+        yy, xx = np.mgrid[:16, :16]
+        expected = np.exp(-np.pi * ((yy - cy) ** 2 + (xx - cx) ** 2) / (s * 256))
+        np.testing.assert_allclose(kernel, expected, atol=1e-6)
+
+
 def test_agmix_area_is_independent_of_the_covariance():
     lam = tf.fill([400], 0.98)
     g = 1 - masks.gmix_mask(lam, 96, 96, SEED).numpy().mean((1, 2, 3))

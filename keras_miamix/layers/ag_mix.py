@@ -13,8 +13,9 @@ class AGMix(BetaMixLayer):
     (the paper's U(-1, 1), kept a little inside so that the covariance stays
     invertible) and `R` a rotation by `theta ~ U(0, pi)`. The covariance is
     divided by `sqrt(1 - q^2)` (determinant one), so the kernel's area stays
-    the partner's share `(1 - lam) H W` whatever q and theta are (the
-    project's method notes); the kernel is otherwise GMix's official form.
+    the smaller share `min(lam, 1 - lam) H W` whatever q and theta are (the
+    project's method notes); the kernel, and which image is the blob, are
+    otherwise GMix's official form.
     The label weight is the mask's mean.
 
     Args:

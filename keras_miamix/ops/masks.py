@@ -419,23 +419,30 @@ def gridmix_mask(
 
 
 def _gaussian_mask(lam, height, width, seed, inverse_metric=None):
-    """Shared kernel of GMix and AGMix.
+    """Shared kernel of GMix and AGMix, as the official code (naver-ai/hmix-gmix,
+    `gmix_gaussian_kernel` and `Mixup._mix_batch`) draws it.
 
-    The partner's region is `exp(-pi * d^T S^-1 d / ((1 - lam) * H * W))` around a
-    uniform centre, with `S^-1` the identity (GMix) or `inverse_metric` (B, 2, 2)
-    of determinant one (AGMix); its integral over the plane is
-    `(1 - lam) * H * W`, so before border truncation the partner's share is
-    `1 - lam`. The mask (anchor weight) is one minus the kernel.
+    The blob `exp(-pi * d^T S^-1 d / (s * H * W))`, `s = min(lam, 1 - lam)`, is
+    centred on a uniform integer pixel, with `S^-1` the identity (GMix) or
+    `inverse_metric` (B, 2, 2) of determinant one (AGMix); its integral over the
+    plane is `s * H * W`. The blob always holds the smaller share: for
+    `lam < 0.5` it is the anchor (the mask is the kernel), otherwise the partner
+    (the mask is one minus the kernel). A blob of area above half the image
+    would be cut by the border so much that its share saturates (about 0.61 at
+    most on 32x32), so a small lambda could never give the partner most of the
+    image. The label weight is the mask's mean: border truncation only shrinks
+    the blob, so it is a little above `lam` for `lam >= 0.5` and a little below
+    it otherwise.
     """
     lam = kb.cast(lam, "float32")
     batch = _batch_size(lam)
     hf, wf = _float(height), _float(width)
-    cy = sample_uniform([batch], fold_seed(seed, 1)) * hf
-    cx = sample_uniform([batch], fold_seed(seed, 2)) * wf
+    # Integer centres, as np.random.randint(0, H) (clipped: U * H can round up to H).
+    cy = knp.minimum(knp.floor(sample_uniform([batch], fold_seed(seed, 1)) * hf), hf - 1.0)
+    cx = knp.minimum(knp.floor(sample_uniform([batch], fold_seed(seed, 2)) * wf), wf - 1.0)
     rows, cols = _grid(height, width)
-    # Pixel centres at +0.5 so the kernel is symmetric on the pixel grid.
-    dy = rows + 0.5 - cy[:, None, None]
-    dx = cols + 0.5 - cx[:, None, None]
+    dy = rows - cy[:, None, None]
+    dx = cols - cx[:, None, None]
     if inverse_metric is None:
         quad = dy * dy + dx * dx
     else:
@@ -443,22 +450,26 @@ def _gaussian_mask(lam, height, width, seed, inverse_metric=None):
         b = inverse_metric[:, 0, 1][:, None, None]
         c = inverse_metric[:, 1, 1][:, None, None]
         quad = a * dy * dy + 2.0 * b * dy * dx + c * dx * dx
-    partner_share = knp.maximum(1.0 - lam, 1e-6)[:, None, None]
-    kernel = knp.exp(-math.pi * quad / (partner_share * hf * wf))
-    kernel = knp.where(partner_share <= 1e-6, knp.zeros_like(kernel), kernel)
-    return (1.0 - kernel)[..., None]
+    blob_share = knp.minimum(lam, 1.0 - lam)[:, None, None]
+    kernel = knp.exp(-math.pi * quad / (knp.maximum(blob_share, 1e-6) * hf * wf))
+    kernel = knp.where(blob_share <= 1e-6, knp.zeros_like(kernel), kernel)
+    anchor_is_blob = (lam < 0.5)[:, None, None]
+    return knp.where(anchor_is_blob, kernel, 1.0 - kernel)[..., None]
 
 
 def gmix_mask(lam, height, width, seed):
-    """GMix (Park et al., 2022; MiAMix paper eq. 3-4): a Gaussian hole.
+    """GMix (Park et al., 2022; MiAMix paper eq. 3-4): a Gaussian blob.
 
     The paper's kernel `exp(-|p - c|^2 / (2 sigma^2))`, `sigma = sqrt(lam) N`,
     has an area of `2 pi lam N^2`, far more than the image for most lambdas.
     Following the official code (naver-ai/hmix-gmix) and the project's method
-    notes, the kernel is `exp(-pi |p - c|^2 / (s H W))` with `s = 1 - lam` the
-    partner's share, whose integral is `s H W` (H * W in place of H^2 so that
-    non-square images keep the requested share). The label weight is the mask's
-    mean, which border truncation makes a little larger than `lam`.
+    notes, the kernel is `exp(-pi |p - c|^2 / (s H W))` with `s = min(lam,
+    1 - lam)` the smaller share, whose integral is `s H W`, and the image with
+    the smaller share is the blob (the anchor for `lam < 0.5`, else the
+    partner). Two differences from the official code: H * W in place of its
+    H^2 (its grid is square, so non-square images would break there), and one
+    draw per sample where it draws one per batch. The label weight is the
+    mask's mean (see `_gaussian_mask`).
     """
     return _gaussian_mask(lam, height, width, seed)
 
@@ -490,8 +501,9 @@ def agmix_mask(lam, height, width, seed, max_correlation=0.95):
     The Gaussian's covariance is `R [[1, q], [q, 1]] R^T`, `q ~ U(-1, 1)` kept
     within `max_correlation` (0.95) so that it stays invertible, `R` a random
     rotation. It is normalised to determinant one (divided by `sqrt(1 - q^2)`)
-    so that the kernel's area stays `(1 - lam) H W` whatever q and the rotation
-    are (the project's method notes); see `gmix_mask` for the kernel.
+    so that the kernel's area stays `min(lam, 1 - lam) H W` whatever q and the
+    rotation are (the project's method notes); see `gmix_mask` for the kernel
+    and which image is the blob.
     """
     lam = kb.cast(lam, "float32")
     inv = agmix_inverse_metric(_batch_size(lam), fold_seed(seed, 7), max_correlation)
