@@ -30,8 +30,16 @@ that none runs in the background of another; the layer compiled
 a CPU-only machine), and for both the seconds the first batch takes (tracing
 and compilation).
 
+With `--backend jax` it measures instead, without TensorFlow, each layer
+under `jax.jit` (its `stateless_call`) against the same blend written in
+`jax.numpy` and against Keras core's `MixUp` / `CutMix` under `jax.jit`, all
+on JAX's default device (a GPU where JAX has one): what a machine with JAX
+and CUDA but no TensorFlow can measure. Its rows carry "backend": "jax" and
+the device's kind.
+
 Usage:
     python benchmarks/layers.py                 # both shapes, all methods
+    python benchmarks/layers.py --backend jax --json benchmarks/results/layers_jax.json
     python benchmarks/layers.py --json out.json
     python benchmarks/layers.py --shapes 128,32,32,3 --methods MixUp,CutMix
     python benchmarks/layers.py --tfdata --data ../shared/data/cifar10_subset.npz \
@@ -48,12 +56,23 @@ import gc
 import json
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from backend_choice import BACKENDS  # noqa: E402
+from backend_choice import select_backend  # noqa: E402
+
+if __name__ == "__main__":
+    select_backend(sys.argv[1:])
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+else:
+    tf = None  # --backend jax: measured without TensorFlow
 
 import keras_miamix as km  # noqa: E402
 
@@ -241,6 +260,73 @@ def run(shapes, methods, warmup, repeats):
     return rows
 
 
+def blend_jax(images, labels, key):
+    """The blend of `blend`, in `jax.numpy`."""
+    import jax
+    import jax.numpy as jnp
+
+    k1, k2 = jax.random.split(key)
+    n = images.shape[0]
+    lam = jax.random.uniform(k1, (n,))
+    perm = jnp.argsort(jax.random.uniform(k2, (n,)))
+    lam_x = lam[:, None, None, None]
+    x = lam_x * images + (1.0 - lam_x) * images[perm]
+    y = lam[:, None] * labels + (1.0 - lam[:, None]) * labels[perm]
+    return x, y
+
+
+def jax_device():
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.platform}: {device.device_kind}"
+
+
+def run_jax(shapes, methods, warmup, repeats):
+    """Rows of ms per batch under `jax.jit`: our layers' `stateless_call`, the
+    blend and Keras core's layers of the same method, interleaved."""
+    import jax
+    import jax.numpy as jnp
+
+    def blocking(fn):
+        return lambda *a: jax.block_until_ready(fn(*a))
+
+    def stateless(layer, inputs):
+        trainable = [v.value for v in layer.trainable_variables]
+        state = [v.value for v in layer.non_trainable_variables]
+        fn = jax.jit(lambda state, inputs: layer.stateless_call(trainable, state, inputs)[0])
+        return blocking(fn), (state, inputs)
+
+    rows = []
+    for shape in shapes:
+        key = jax.random.PRNGKey(0)
+        images = jax.random.uniform(key, shape)
+        labels = jax.nn.one_hot(jnp.arange(shape[0]) % NUM_CLASSES, NUM_CLASSES)
+        reps = repeats if shape[1] <= 64 else max(10, repeats // 2)
+        for name in methods:
+            calls = {"blend": (blocking(jax.jit(blend_jax)), (images, labels, key)),
+                     "ours": stateless(make_ours(name), (images, labels))}
+            for bname in BASELINES.get(name, []):
+                if bname.startswith("keras."):
+                    blayer = make_baseline(bname)
+                    data = {"images": images, "labels": labels}
+                    blayer(data)  # builds it (its seed state) for stateless_call
+                    calls[bname] = stateless(blayer, data)
+            ms = time_interleaved(calls, warmup, reps)
+            row = {"method": name, "shape": list(shape), "backend": "jax",
+                   "device": jax_device(), "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+                   "cpu": cpu_description(), "blend_ms": ms["blend"], "ms": ms["ours"],
+                   "ratio_blend": ms["ours"] / ms["blend"], "baselines": {
+                       b: {"ms": ms[b], "ours_ratio": ms["ours"] / ms[b]}
+                       for b in BASELINES.get(name, []) if b in ms}}
+            rows.append(row)
+            base = ", ".join(f"{k} {v['ms']:.2f} ms ({v['ours_ratio']:.2f}x)"
+                             for k, v in row["baselines"].items())
+            print(f"{name:<10} {'x'.join(map(str, shape)):<16} {row['ms']:8.2f} "
+                  f"{row['ratio_blend']:8.2f}  {base}", flush=True)
+    return rows
+
+
 HEADER = (f"{'method':<10} {'shape':<16} {'ms':>8} {'x blend':>8} {'xla ms':>8} "
           f"{'x blend':>8}  baselines (ms, ours/baseline)")
 
@@ -273,11 +359,18 @@ def main():
     parser.add_argument("--in-process", action="store_true",
                         help="measure every (shape, method) in this process instead of one "
                              "fresh process each")
+    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow",
+                        help="tensorflow (tf.function, XLA, tf.data) or jax (jax.jit, "
+                             "without TensorFlow)")
     args = parser.parse_args()
+    if args.backend != keras.backend.backend():
+        parser.error(f"--backend {args.backend}: Keras was imported with the "
+                     f"{keras.backend.backend()} backend; run this file as a script")
+    if args.backend == "jax" and args.tfdata:
+        parser.error("--tfdata measures TensorFlow's input pipeline: use --backend tensorflow")
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
     methods = [m for m in args.methods.split(",") if m]
-    print(f"TF {tf.__version__}, Keras {keras.__version__}, "
-          f"devices: {[d.device_type for d in tf.config.list_logical_devices()]}")
+    print(f"{backend_description()}, Keras {keras.__version__}, devices: {devices()}")
     if args.in_process or len(shapes) * len(methods) == 1:
         write_rows(args, measure(shapes, methods, args))
     else:
@@ -292,13 +385,30 @@ def main():
         write_rows(args, rows)
 
 
+def backend_versions():
+    if tf is not None:
+        return {"tensorflow": tf.__version__}
+    import jax
+
+    return {"backend": "jax", "jax": jax.__version__}
+
+
+def backend_description():
+    return ", ".join(f"{k} {v}" for k, v in backend_versions().items() if k != "backend")
+
+
+def devices():
+    if tf is not None:
+        return [d.device_type for d in tf.config.list_logical_devices()]
+    return [jax_device()]
+
+
 def write_rows(args, rows, partial=False):
     """Writes `rows` to `--json` (with `--update`, merged into the file's
     rows); `partial` marks a file written before the run's last row."""
     if not args.json:
         return
-    header = {"tensorflow": tf.__version__, "keras": keras.__version__,
-              "devices": [d.device_type for d in tf.config.list_logical_devices()],
+    header = {**backend_versions(), "keras": keras.__version__, "devices": devices(),
               "cpu_count": os.cpu_count(), "data": os.path.basename(args.data or "digits")}
     if args.update and os.path.exists(args.json):
         with open(args.json) as f:
@@ -373,6 +483,7 @@ def measure_in_subprocess(shape, name, args):
                "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--json", out]
         if args.tfdata:
             cmd.append("--tfdata")
+        cmd += ["--backend", args.backend]
         if args.data:
             cmd += ["--data", args.data]
         result = subprocess.run(cmd, capture_output=True, text=True)
@@ -393,6 +504,10 @@ def measure_in_subprocess(shape, name, args):
 
 
 def measure(shapes, methods, args):
+    if tf is None:
+        print(f"{'method':<10} {'shape':<16} {'jit ms':>8} {'x blend':>8}  Keras core (ms, "
+              "ours/theirs)")
+        return run_jax(shapes, methods, args.warmup, args.repeats)
     print(HEADER)
     rows = run(shapes, methods, args.warmup, args.repeats)
     if args.tfdata:

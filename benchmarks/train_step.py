@@ -6,22 +6,36 @@ plainly, as `MixModel(MiAMix)` (mixing on the device inside the step), as
 round by round so that machine noise hits all of them alike, and reports the
 median seconds per step and the ratio to plain training.
 
+`--backend jax` runs the same models under Keras's JAX backend, without
+TensorFlow, each step compiled by `jax.jit` (Keras's default there), on JAX's
+default device: a GPU where JAX has one.
+
 Usage:
     python benchmarks/train_step.py                      # batch 64, width 64
     python benchmarks/train_step.py --batch 128 --jit --json out.json
+    python benchmarks/train_step.py --backend jax --json benchmarks/results/train_step_jax.json
 """
 
 import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from backend_choice import BACKENDS  # noqa: E402
+from backend_choice import select_backend  # noqa: E402
+
+if __name__ == "__main__":
+    select_backend(sys.argv[1:])
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from layers import backend_description  # noqa: E402
+from layers import backend_versions  # noqa: E402
+from layers import devices  # noqa: E402
 
 import keras_miamix as km  # noqa: E402
 
@@ -53,8 +67,14 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--models", default="plain,MixModel(MiAMix),ManifoldMixup,AutoMix")
+    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.backend != keras.backend.backend():
+        parser.error(f"--backend {args.backend}: Keras was imported with the "
+                     f"{keras.backend.backend()} backend; run this file as a script")
+    if args.backend == "jax":
+        args.jit = True  # uncompiled, Keras's JAX trainer runs op by op
     rng = np.random.RandomState(0)
     x = rng.rand(args.batch, 32, 32, 3).astype("float32")
     y = rng.randint(0, 10, args.batch)
@@ -76,9 +96,8 @@ def main():
         for n in names:
             times[n].append(step(n))
     base = statistics.median(times["plain"]) if "plain" in times else None
-    devices = [d.device_type for d in tf.config.list_logical_devices()]
-    print(f"TF {tf.__version__}, devices {devices}, batch {args.batch}, width {args.width}, "
-          f"XLA {args.jit}")
+    print(f"{backend_description()}, devices {devices()}, batch {args.batch}, "
+          f"width {args.width}, XLA {args.jit}")
     print(f"{'model':<18} {'s/step':>8} {'x plain':>8}")
     rows = []
     for n in names:
@@ -88,7 +107,8 @@ def main():
         print(f"{n:<18} {med:8.3f} {ratio:8.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "devices": devices, "rows": rows}, f, indent=2)
+            json.dump({"args": vars(args), **backend_versions(), "devices": devices(),
+                       "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def in_tf_data_function():
     transformation ("Dataset_map_<fn>", "tf_data_experimental_...")."""
     import sys
 
-    if "tensorflow" not in sys.modules:
+    if sys.modules.get("tensorflow") is None:  # never imported, or absent
         return False
     tf = _tf()
     if tf.executing_eagerly():

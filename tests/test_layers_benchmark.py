@@ -178,3 +178,35 @@ def test_layers_table_says_which_rows_are_medians():
     assert text.splitlines()[-1] == (
         "Every row: each figure is its median over 3 runs (each a fresh process with its own "
         "blend and baselines, 2026-12-02, on Xeon (avx2, avx512f)).")
+
+
+def test_the_jax_backend_is_measured_without_tensorflow(tmp_path):
+    """`--backend jax` (the GPU machines have JAX, not TensorFlow): layers and
+    Keras core's under jax.jit against a jax.numpy blend, and the training
+    steps, each JSON saying which backend and device gave it."""
+    out = tmp_path / "layers_jax.json"
+    argv = [SCRIPT, "--backend", "jax", "--methods", "MixUp,GMix", "--shapes", "4,8,8,3",
+            "--warmup", "1", "--repeats", "2", "--json", str(out)]
+    code = ("import sys, runpy; sys.modules['tensorflow'] = None; "
+            f"sys.argv = {argv!r}; runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.load(open(out))
+    assert saved["backend"] == "jax" and saved["devices"][0].startswith("cpu")
+    mixup, gmix = saved["rows"]
+    for r in (mixup, gmix):
+        assert r["backend"] == "jax" and r["ms"] > 0
+        assert abs(r["ratio_blend"] - r["ms"] / r["blend_ms"]) < 1e-9
+    assert set(mixup["baselines"]) == {"keras.MixUp"} and gmix["baselines"] == {}
+    step = tmp_path / "step_jax.json"
+    script = os.path.join(os.path.dirname(SCRIPT), "train_step.py")
+    result = subprocess.run(
+        [sys.executable, script, "--backend", "jax", "--batch", "4", "--width", "4",
+         "--warmup", "1", "--steps", "1", "--models", "plain,AutoMix", "--json", str(step)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.load(open(step))
+    assert saved["backend"] == "jax" and saved["args"]["jit"] is True
+    assert [r["model"] for r in saved["rows"]] == ["plain", "AutoMix"]
+    assert saved["rows"][0]["ratio_to_plain"] == 1.0

@@ -518,7 +518,7 @@ def _tf_graph_inputs(leaves):
     is then run with TensorFlow)."""
     import sys
 
-    if "tensorflow" not in sys.modules:
+    if sys.modules.get("tensorflow") is None:  # never imported, or absent
         return False
     import tensorflow as tf
 
@@ -549,7 +549,7 @@ def _to_tensor(value):
         return value
     import sys
 
-    if not kb.is_tensorflow() and "tensorflow" in sys.modules:
+    if not kb.is_tensorflow() and sys.modules.get("tensorflow") is not None:
         import tensorflow as tf
 
         if isinstance(value, (tf.Tensor, tf.Variable)):

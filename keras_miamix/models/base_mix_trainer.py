@@ -1,7 +1,6 @@
 """Shared train/test steps of the models that mix inside `train_step`."""
 
 import keras
-import tensorflow as tf
 from keras.src.losses.loss import unscale_loss_for_distribution
 from keras.src.trainers.data_adapters import data_adapter_utils
 
@@ -23,6 +22,8 @@ class DistributedBuildMixin:
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if iterator is None or getattr(self, "_distribute_strategy", None) is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        import tensorflow as tf  # a strategy is TensorFlow's
+
         strategy = self.distribute_strategy
         for _, _, it in iterator:
             batch = next(it)
@@ -48,6 +49,8 @@ class DistributedBuildMixin:
         """
         if keras.backend.backend() != "tensorflow":
             return logs
+        import tensorflow as tf
+
         strategy = tf.distribute.get_strategy()
         if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
                 and strategy.extended._in_multi_worker_mode()):

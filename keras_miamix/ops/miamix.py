@@ -77,11 +77,11 @@ def first_stage_rows(n, fraction, capacity):
     deviation of the count (plus 1), at most `capacity`; the rest of the
     block is computed only in the batches (about one in six) that drew more.
     An int32 tensor (folded by XLA) when `n` or `capacity` is one."""
-    import tensorflow as tf
-
     first = _rows_above_mean(n, fraction, 1.0, 1)
     if isinstance(first, int) and isinstance(capacity, int):
         return min(capacity, first)
+    import tensorflow as tf
+
     return tf.minimum(capacity, first)
 
 
@@ -89,11 +89,11 @@ def _rows_above_mean(n, fraction, sds, extra):
     """min(n, ceil(mean + sds * sd) + extra) of a Binomial(n, fraction) count:
     a Python int for an int `n`, else an int32 tensor computed in float64 (so
     that it equals the Python value)."""
-    import tensorflow as tf
-
     if isinstance(n, int):
         mean = n * fraction
         return min(n, int(math.ceil(mean + sds * math.sqrt(mean * (1.0 - fraction)))) + extra)
+    import tensorflow as tf
+
     mean = tf.cast(n, tf.float64) * fraction
     rows = tf.math.ceil(mean + sds * tf.sqrt(mean * (1.0 - fraction)))
     return tf.minimum(tf.cast(n, tf.int32), tf.cast(rows, tf.int32) + extra)

@@ -296,3 +296,43 @@ def test_automix_trains_its_teacher_by_ema_and_reloads(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(np_(loaded.predict(x, verbose=0)),
                                np_(model.predict(x, verbose=0)), atol=1e-5)
+
+
+NO_TENSORFLOW = """
+import sys
+sys.modules["tensorflow"] = None  # as where TensorFlow is not installed
+import keras, numpy as np
+import keras_miamix as km
+x = np.random.RandomState(0).rand(8, 32, 32, 3).astype("float32")
+y = np.arange(8) % 4
+for name in NAMES:
+    images, labels = getattr(km, name)(num_classes=4, seed=1)((x, y))
+    assert type(images).__module__.split(".")[0] in ("jax", "jaxlib", "torch"), type(images)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(labels).sum(-1), 1, atol=1e-6)
+def net():
+    return km.models.small_resnet(num_classes=4, filters=(4, 4, 4))
+for model in (km.models.MixModel(net(), km.layers.MiAMix(num_classes=4, seed=0)),
+              km.models.ManifoldMixup(net(), num_classes=4, seed=0)):
+    model.compile("sgd", loss="categorical_crossentropy")
+    assert np.isfinite(model.fit(x, y, batch_size=4, verbose=0).history["loss"][-1])
+model = km.models.AutoMix(net(), num_classes=4, seed=0, total_steps=2)
+model.compile(optimizer="sgd")
+assert np.isfinite(model.fit(x, y, batch_size=4, verbose=0).history["loss"][-1])
+assert sys.modules["tensorflow"] is None
+print("trained without TensorFlow")
+"""
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow's backend needs TensorFlow")
+def test_the_library_imports_and_trains_without_tensorflow():
+    """The GPU machines have JAX and PyTorch but no TensorFlow: every layer,
+    MixModel, ManifoldMixup and AutoMix then import and train with
+    `import tensorflow` failing."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", NO_TENSORFLOW.replace("NAMES", repr(ALL))],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "KERAS_BACKEND": BACKEND})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trained without TensorFlow" in result.stdout
