@@ -12,6 +12,7 @@ hand.
 import argparse
 import json
 import os
+import statistics
 import sys
 import textwrap
 
@@ -30,6 +31,10 @@ LAYER_BEGIN, LAYER_END = "<!-- layers-table:begin -->", "<!-- layers-table:end -
 SERVICE_RESULTS = os.path.join(HERE, "results", "data_service.json")
 SERVICE_BEGIN, SERVICE_END = "<!-- data-service-table:begin -->", "<!-- data-service-table:end -->"
 TARGETS_BEGIN, TARGETS_END = "<!-- layers-targets:begin -->", "<!-- layers-targets:end -->"
+PORT_RESULTS = os.path.join(HERE, "results", "tf_port.json")
+PORT_BEGIN, PORT_END = "<!-- tf-port-table:begin -->", "<!-- tf-port-table:end -->"
+# Issue 34's bound: no layer more than this much slower on TensorFlow after the port.
+PORT_SLOWDOWN_BOUND = 0.10
 # Issue 10's budgets: at most this many times the blend, in every mode.
 SPEED_BUDGETS = {"MiAMix": 8.0, "FMix": 6.0}
 FINDINGS_BEGIN, FINDINGS_END = "<!-- accuracy-findings:begin -->", "<!-- accuracy-findings:end -->"
@@ -500,6 +505,48 @@ def layer_targets(results):
     return "\n".join(lines)
 
 
+def tf_port_table(results):
+    """TensorFlow ratios to the blend before and after a change (tf_port.py)."""
+    b, a = results["before"], results["after"]
+    before = f"`{b['commit'][:7]}`, {b.get('label', b['subject'])}"
+    lines = [f"`benchmarks/tf_port.py` ({results['measured']}, {results['cpu']}, "
+             f"{results['cpu_count']} cores, TF {results['tensorflow']}, Keras "
+             f"{results['keras']}): each layer's time over its own plain blend under "
+             f"`tf.function` and with XLA, before ({before}) and after "
+             f"(`{a['commit'][:7]}`), each the "
+             f"median of {results['rounds']} fresh processes per commit, alternating, "
+             f"{results['repeats']} timed calls each; change = after / before - 1.", "",
+             "| method | batch | x blend before | after | change | XLA before | after | change |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    worst = []
+    for r in results["rows"]:
+        shape = "x".join(str(v) for v in r["shape"])
+        cells = []
+        for k in ("ratio_blend", "xla_ratio_blend"):
+            change = r[f"{k}_change"]
+            worst.append((change, r["method"], shape, "XLA" if k.startswith("xla") else
+                          "tf.function"))
+            cells.append(f"{r['before'][k]['median']:.2f} | {r['after'][k]['median']:.2f} | "
+                         f"{change:+.0%}")
+        lines.append(f"| {r['method']} | {shape} | " + " | ".join(cells) + " |")
+    over = sorted((w for w in worst if w[0] > PORT_SLOWDOWN_BOUND), reverse=True)
+    spreads = sorted((max(v) - min(v)) / statistics.median(v) for r in results["rows"]
+                     for side in ("before", "after") for k in ("ratio_blend", "xla_ratio_blend")
+                     for v in [r[side][k]["runs"]])
+    lines += ["", f"A ratio's spread over its {results['rounds']} processes (highest - lowest, "
+              f"over the median): median {statistics.median(spreads):.0%}, largest "
+              f"{spreads[-1]:.0%}."]
+    lines.append("")
+    if over:
+        lines.append(f"More than {PORT_SLOWDOWN_BOUND:.0%} slower after: " + "; ".join(
+            f"{m} {s} {mode} ({c:+.0%})" for c, m, s, mode in over) + ".")
+    else:
+        c, m, s, mode = max(worst)
+        lines.append(f"No layer is more than {PORT_SLOWDOWN_BOUND:.0%} slower after the port; "
+                     f"the largest change up is {m} {s} {mode} ({c:+.0%}).")
+    return "\n".join(lines)
+
+
 def service_table(results):
     shape = "x".join(str(v) for v in results["image_shape"])
     lines = [f"MiAMix pipeline, batches of {results['batch']} {shape} images "
@@ -542,6 +589,9 @@ def main(argv=None):
     if os.path.exists(SERVICE_RESULTS) and SERVICE_BEGIN in text:
         with open(SERVICE_RESULTS) as f:
             new = replace_section(new, service_table(json.load(f)), SERVICE_BEGIN, SERVICE_END)
+    if os.path.exists(PORT_RESULTS) and PORT_BEGIN in text:
+        with open(PORT_RESULTS) as f:
+            new = replace_section(new, tf_port_table(json.load(f)), PORT_BEGIN, PORT_END)
     if args.check:
         if new != text:
             print("README.md's generated sections are out of date: run python benchmarks/report.py")

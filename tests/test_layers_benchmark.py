@@ -210,3 +210,35 @@ def test_the_jax_backend_is_measured_without_tensorflow(tmp_path):
     assert saved["backend"] == "jax" and saved["args"]["jit"] is True
     assert [r["model"] for r in saved["rows"]] == ["plain", "AutoMix"]
     assert saved["rows"][0]["ratio_to_plain"] == 1.0
+
+
+def test_tf_port_table_medians_changes_and_the_ten_percent_bound():
+    """tf_port.py's rows become the README's before/after table: medians of
+    each side's runs, the change of the medians, the spread, and every row
+    more than 10% slower named."""
+    import tf_port
+
+    def run(ratio, xla):
+        return {"ratio_blend": ratio, "xla_ratio_blend": xla, "ms": 1.0, "xla_ms": 1.0}
+
+    runs = {("MixUp", (4, 8, 8, 3)): {"before": [run(1.0, 2.0), run(1.2, 2.0), run(1.1, 2.0)],
+                                      "after": [run(1.3, 2.0), run(1.32, 2.1), run(1.4, 2.1)]}}
+    rows = tf_port.summarise(runs)
+    assert rows[0]["before"]["ratio_blend"]["median"] == pytest.approx(1.1)
+    assert rows[0]["ratio_blend_change"] == pytest.approx(1.32 / 1.1 - 1)
+    assert rows[0]["xla_ratio_blend_change"] == pytest.approx(0.05)
+    results = {"measured": "2026-12-06", "cpu": "cpu", "cpu_count": 2, "tensorflow": "2.x",
+               "keras": "3.x", "rounds": 3, "repeats": 10, "rows": rows,
+               "before": {"commit": "a" * 40, "subject": "s", "label": "before the port"},
+               "after": {"commit": "b" * 40, "subject": "t"}}
+    text = report.tf_port_table(results)
+    assert "| MixUp | 4x8x8x3 | 1.10 | 1.32 | +20% | 2.00 | 2.10 | +5% |" in text
+    assert "(`aaaaaaa`, before the port) and after (`bbbbbbb`)" in text
+    assert text.endswith("More than 10% slower after: MixUp 4x8x8x3 tf.function (+20%).")
+    # Spreads: (1.2 - 1.0) / 1.1, 0, (1.4 - 1.3) / 1.32, 0.1 / 2.1.
+    assert "median 6%, largest 18%." in text  # (0.048 + 0.076) / 2
+    rows[0]["after"]["ratio_blend"]["median"] = 1.1
+    rows[0]["ratio_blend_change"] = 0.0
+    assert report.tf_port_table(results).endswith(
+        "No layer is more than 10% slower after the port; the largest change up is "
+        "MixUp 4x8x8x3 XLA (+5%).")
