@@ -207,23 +207,22 @@ def automix_masks_for_display(model, images, lam=0.5, seed=0):
     `lambda_concat` (the official CIFAR setting) the Mix Block does not see
     lambda, so its masks are the same at every lambda.
     """
-    import tensorflow as tf
-
+    from keras_miamix import backend as kb
     from keras_miamix.ops.mixing import mix_batch
     from keras_miamix.ops.sampling import random_permutation
 
-    x = tf.cast(tf.convert_to_tensor(images), tf.float32)
-    perm = random_permutation(tf.shape(x)[0], tf.constant([seed, 7]))
+    x = kb.cast(kb.convert(np.asarray(images)), "float32")
+    perm = random_permutation(kb.shape(x)[0], kb.convert(np.array([seed, 7], "int32")))
     masks = model.predict_masks(x, lam, perm)
     out = mix_batch(x, masks, perm)
-    p = np.asarray(perm)
+    p = kb.to_numpy(perm)
     return {
         "anchors": np.asarray(images),
         "partners": np.asarray(images)[p],
-        "masks": np.asarray(masks)[..., 0],
-        "mixed": np.asarray(out["images"]),
+        "masks": kb.to_numpy(masks)[..., 0],
+        "mixed": kb.to_numpy(out["images"]),
         "label_weights": np.full(len(p), float(lam), np.float32),
-        "mask_means": np.asarray(out["label_weights"]),
+        "mask_means": kb.to_numpy(out["label_weights"]),
         "info": {"partner_index": p},
     }
 

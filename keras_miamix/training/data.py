@@ -24,6 +24,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_miamix import backend as kb
 from keras_miamix.layers.base_mix_layer import content_salt
 from keras_miamix.ops.augment import random_flip_translate
 from keras_miamix.ops.sampling import fold_seed
@@ -157,10 +158,13 @@ def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=T
         images = tf.cast(batch[0], tf.float32)
         if augment:
             # The batch's content joins the seed: the index repeats every
-            # epoch, the shuffled content does not.
-            step_seed = fold_seed(tf.stack([tf.cast(seed, tf.int32), tf.cast(index, tf.int32)]),
-                                  content_salt(images))
-            images = random_flip_translate(images, step_seed, max_shift=shift, fill="constant")
+            # epoch, the shuffled content does not. In the tf.data graph the
+            # package's ops compute with TensorFlow whatever the backend.
+            with kb.use("tensorflow"):
+                step_seed = fold_seed(tf.stack([tf.cast(seed, tf.int32),
+                                                tf.cast(index, tf.int32)]), content_salt(images))
+                images = random_flip_translate(images, step_seed, max_shift=shift,
+                                               fill="constant")
         return images, tf.one_hot(batch[1], num_classes)
 
     ds = ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

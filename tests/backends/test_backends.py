@@ -6,6 +6,7 @@ under TensorFlow, then under `KERAS_BACKEND=jax` and `KERAS_BACKEND=torch`
 uses only Keras' and NumPy's API, so every assertion means the same on each.
 """
 
+import json
 import os
 
 import keras  # noqa: I001 (Keras before TensorFlow under the PyTorch backend)
@@ -336,3 +337,78 @@ def test_the_library_imports_and_trains_without_tensorflow():
                             env={**os.environ, "KERAS_BACKEND": BACKEND})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained without TensorFlow" in result.stdout
+
+
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "automix_reference.json")
+
+
+def automix_on_fixed_draws():
+    """Three AutoMix steps with every float weight set from NumPy and the
+    step's draws (two lambdas, two permutations) fixed: the only randomness
+    left is the backend's arithmetic. Returns each step's logs and, after the
+    steps, the teacher's and the student's predictions and the Mix Block's
+    masks."""
+    net = km.models.small_resnet(num_classes=4, input_shape=(8, 8, 3), filters=(4, 4, 4))
+    model = km.models.AutoMix(net, num_classes=4, seed=0, total_steps=6, momentum=0.9,
+                              momentum_end=0.99)
+    rng = np.random.RandomState(0)
+    for v in model.weights:
+        if "float" in str(v.dtype):
+            value = rng.normal(0.0, 0.3, tuple(v.shape))
+            if "variance" in v.path or "gamma" in v.path:
+                value = np.abs(value) + 0.5
+            v.assign(value.astype("float32"))
+    model.teacher.set_weights(model.student.get_weights())
+    model.teacher_head_mix.set_weights(model.student_head_mix.get_weights())
+    draws = (keras.ops.convert_to_tensor(0.3), keras.ops.convert_to_tensor(0.65),
+             keras.ops.convert_to_tensor(np.array([7, 6, 5, 4, 3, 2, 1, 0], "int32")),
+             keras.ops.convert_to_tensor(np.array([1, 0, 3, 2, 5, 4, 7, 6], "int32")))
+    model.sample_step_randomness = lambda batch_size: draws
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    x = rng.rand(8, 8, 8, 3).astype("float32")
+    y = np.arange(8) % 4
+    out = {"steps": []}
+    for _ in range(3):
+        logs = model.train_on_batch(x, y, return_dict=True)
+        out["steps"].append([float(logs[k]) for k in
+                             ("loss_student", "loss_mix_block", "mask_loss", "momentum")])
+    out["teacher"] = np_(model.predict(x, verbose=0)).tolist()
+    out["student"] = np_(model.student.predict(x, verbose=0)).tolist()
+    out["masks"] = np_(model.predict_masks(x, 0.4, draws[2]))[:, ::3, ::3, 0].tolist()
+    return out
+
+
+def test_automix_steps_match_the_tensorflow_reference():
+    """The same steps on the same weights and draws give TensorFlow's numbers
+    (recorded in automix_reference.json by `python tests/backends/
+    test_backends.py`) within float32 tolerance, on every backend."""
+    got = automix_on_fixed_draws()
+    with open(REFERENCE) as f:
+        reference = json.load(f)
+    for key in ("steps", "teacher", "student", "masks"):
+        np.testing.assert_allclose(got[key], reference[key], rtol=1e-4, atol=1e-5,
+                                   err_msg=key)
+    # Not a constant: the steps changed the losses and the student.
+    assert reference["steps"][0][0] != reference["steps"][2][0]
+
+
+if __name__ == "__main__":
+    assert BACKEND == "tensorflow", "the reference is TensorFlow's"
+    with open(REFERENCE, "w") as f:
+        json.dump(automix_on_fixed_draws(), f, indent=1)
+    print("wrote", REFERENCE)
+
+
+@pytest.mark.parametrize("method, where", [("cutmix", "data"), ("gmix", "device"),
+                                           ("automix", "data")])
+def test_the_training_path_of_the_command_runs(method, where, tmp_path):
+    """`keras-miamix train`'s one path (the flip and crop in tf.data, a layer
+    in the pipeline or on the device, AutoMix and its pictures of masks)."""
+    from keras_miamix import training
+
+    digits = training.load_data("digits", limit=48, test_limit=32)
+    config = training.TrainConfig(method=method, where=where, epochs=1, steps_per_epoch=2,
+                                  batch_size=16, verbose=0, output=str(tmp_path))
+    report = training.train(config, data=digits).report
+    assert 0.0 <= report["test_accuracy"] <= 1.0
+    assert {"samples.png", "model.keras", "report.json"} <= set(os.listdir(tmp_path))
