@@ -369,3 +369,53 @@ def test_head_one_mix_loss_is_the_students_cross_entropy_on_the_mixed_batch():
         with_one["loss_student"].numpy() - clean["loss_student"].numpy(),
         expected_one - expected_clean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(with_one["labels_one"].numpy(), one[1].numpy())
+
+
+def test_official_cifar_defaults_two_heads_and_a_constant_mask_loss_weight():
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    assert model.separate_heads and model.mask_loss_schedule == "constant"
+    assert model.mask_loss_weight == 0.1 and model.mix_block_weight_decay == 0.0
+
+
+def test_the_mix_block_kernels_are_weight_decayed():
+    """`mix_block_weight_decay` adds `wd * sum(k ** 2)` over the Mix Block's
+    two kernels (not its biases) to the loss it reports, and survives saving."""
+    x, y = data(n=8)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=10,
+                              mix_block_weight_decay=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # no step: same weights
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False).history
+    block = model.mix_block
+    expected = 0.5 * sum(float(np.sum(np.square(k))) for k in
+                         (block.query.kernel.numpy(), block.value.kernel.numpy()))
+    assert expected > 0
+    parts = sum(history[k][0] for k in ("loss_student", "loss_mix_block", "mask_loss"))
+    assert history["loss"][0] == pytest.approx(parts + expected, rel=1e-5)
+    config = model.get_config()
+    assert config["mix_block_weight_decay"] == 0.5
+    assert km.models.MixBlock.from_config(block.get_config()).weight_decay == 0.5
+    with pytest.raises(ValueError, match="weight_decay"):
+        km.models.MixBlock(weight_decay=-1.0)
+
+
+def test_outside_fit_the_schedules_need_total_steps():
+    """`train_on_batch` without `total_steps` would train with the momentum
+    at its end and gamma at 0: it raises, naming `total_steps=`; with it (or
+    after a `fit` has set the length) it trains at the schedule's step."""
+    x, y = data(n=8)
+    model = km.models.AutoMix(tiny_net(), num_classes=4, seed=0)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="total_steps="):
+        model.train_on_batch(x, y)
+    with pytest.raises(ValueError, match="total_steps"):
+        km.models.AutoMix(tiny_net(), num_classes=4, total_steps=0)
+    fixed = km.models.AutoMix(tiny_net(), num_classes=4, seed=0, total_steps=5,
+                              momentum=0.9, momentum_end=0.99, momentum_warmup=0.0)
+    fixed.compile(optimizer="sgd")
+    logs = fixed.train_on_batch(x, y, return_dict=True)
+    assert logs["momentum"] == pytest.approx(0.9, abs=1e-6)  # step 0 of 5
+    logs = fixed.train_on_batch(x, y, return_dict=True)  # each call its own logs
+    assert logs["momentum"] == pytest.approx(0.99 - 0.09 * (math.cos(math.pi / 5) + 1) / 2,
+                                             abs=1e-6)  # step 1 of 5
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # sets the length (2 steps)
+    assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])

@@ -189,8 +189,9 @@ def test_momentum_schedule_follows_openmixup():
 
 
 def test_gradients_flow_only_where_they_should():
+    """One head (the papers' description; two heads: test_separate_heads_option)."""
     x, y = data(n=8)
-    model = make_automix()
+    model = make_automix(separate_heads=False)
     y1 = tf.one_hot(y, 4)
     perm = tf.constant([1, 2, 3, 4, 5, 6, 7, 0])
     with tf.GradientTape(persistent=True) as tape:
@@ -254,13 +255,16 @@ def test_mask_loss_formula_on_a_hand_made_mask():
     assert float(km.models.mask_loss(tf.constant(mask), 0.45, 0.1)) == 0.0
 
 
-def test_mask_loss_weight_decreases_linearly():
+def test_mask_loss_weight_is_constant_by_default_or_decreases_linearly():
+    """OpenMixup's CIFAR configs keep gamma at 0.1; the AAAI paper's linear
+    decay to 0 is the option."""
     model = make_automix()
-    assert float(model.mask_loss_gamma(tf.constant(0))) == pytest.approx(0.1)
-    assert float(model.mask_loss_gamma(tf.constant(50))) == pytest.approx(0.05)
-    assert float(model.mask_loss_gamma(tf.constant(100))) == pytest.approx(0.0)
-    const = make_automix(mask_loss_schedule="constant")
-    assert float(const.mask_loss_gamma(tf.constant(50))) == pytest.approx(0.1)
+    for step in (0, 50, 100):
+        assert float(model.mask_loss_gamma(tf.constant(step))) == pytest.approx(0.1)
+    linear = make_automix(mask_loss_schedule="linear")
+    assert float(linear.mask_loss_gamma(tf.constant(0))) == pytest.approx(0.1)
+    assert float(linear.mask_loss_gamma(tf.constant(50))) == pytest.approx(0.05)
+    assert float(linear.mask_loss_gamma(tf.constant(100))) == pytest.approx(0.0)
 
 
 def test_lambda_concat_mix_block_and_bad_arguments():

@@ -142,8 +142,15 @@ def test_every_kind_of_method_trains_through_the_one_path(method, where, digits,
         files.add("samples.png")
     assert files <= set(os.listdir(tmp_path))
     assert json.load(open(tmp_path / "report.json"))["test_accuracy"] == report["test_accuracy"]
+    # The cosine decays to the method's floor (AutoMix's paper's 1e-3 on
+    # CIFAR-10, else 0), reached at the run's last step.
+    floor = 1e-3 if method == "automix" else 0.0
+    assert report["min_lr"] == floor
+    assert float(result.model.optimizer.learning_rate) == pytest.approx(floor, abs=1e-8)
     if method == "automix":
         assert {"teacher_accuracy", "student_accuracy"} <= set(report)
+        # The Mix Block is weight-decayed like the classifier (5e-4, PyTorch-style).
+        assert result.model.mix_block.weight_decay == pytest.approx(5e-4 / 2)
         import keras as keras_
 
         whole = keras_.models.load_model(tmp_path / "automix.keras")
@@ -201,6 +208,12 @@ def test_config_and_method_arguments_are_checked():
         training.TrainConfig(method="mixop").validate()
     with pytest.raises(ValueError, match="epochs"):
         training.TrainConfig(epochs=0).validate()
+    with pytest.raises(ValueError, match="min_lr=0.5"):
+        training.TrainConfig(lr=0.1, min_lr=0.5).validate()
+    with pytest.raises(ValueError, match="automix's default"):
+        training.TrainConfig(method="automix", lr=1e-4).validate()
+    assert training.TrainConfig(method="automix", min_lr=0.0).resolved_min_lr() == 0.0
+    assert training.TrainConfig(method="mixup").resolved_min_lr() == 0.0
     assert training.parse_method_args(["k_max=3", "p_self=0.05", "merge=sum",
                                        "methods=('mixup','cutmix')"]) == {
         "k_max": 3, "p_self": 0.05, "merge": "sum", "methods": ("mixup", "cutmix")}
@@ -239,8 +252,9 @@ def test_command_refuses_bad_method_arguments_by_name(capsys):
 def test_command_trains_and_shows(tmp_path, capsys):
     out = tmp_path / "run"
     code = cli.main(["train", "--method", "mixup", "--epochs", "1", "--limit", "48",
-                     "--batch-size", "16", "--quiet", "--output", str(out)])
+                     "--batch-size", "16", "--min-lr", "0.01", "--quiet", "--output", str(out)])
     assert code == 0
+    assert json.load(open(out / "report.json"))["min_lr"] == 0.01
     printed = capsys.readouterr().out
     assert "test top-1 accuracy" in printed and "seconds per epoch" in printed
     assert {"history.json", "curves.png", "samples.png", "report.json", "model.keras"} <= set(

@@ -73,10 +73,11 @@ class AutoMix(DistributedBuildMixin, keras.Model):
     mixed weights); the student's and the Mix Block's regularisation losses
     (kernel L2) are added to the total. Under `mixed_float16` the networks
     compute in float16 while masks, mixing and losses stay in float32, with
-    Keras's loss scaling. One head serves the clean and the mixed batches by
-    default, the papers' description; `separate_heads=True` trains two, as
-    OpenMixup's `head_one`/`head_mix` (credited with 0.03-0.1 points in the
-    arXiv version's Table 9).
+    Keras's loss scaling. Two heads by default, as OpenMixup's
+    `head_one`/`head_mix` in its CIFAR configs (`separate_heads=False`: one
+    head for the clean and the mixed batches, the papers' description).
+    Neither paper ablates the heads: the arXiv version's Table 9 ablates the
+    momentum pipeline and the clean-batch ("Onehot") loss.
 
     `head_one_mix=True` is OpenMixup's option of that name ("further
     enhancing AutoMix", off in its CIFAR configs): the student's clean-batch
@@ -92,8 +93,18 @@ class AutoMix(DistributedBuildMixin, keras.Model):
     optimizer; it stays `trainable` so that its BatchNorm layers use batch
     statistics in the teacher forward passes, like the official code (a Keras
     BatchNormalization with `trainable=False` would use its moving statistics
-    instead). `gamma` decreases linearly from `mask_loss_weight` to 0 over
-    training (the paper), or stays constant with `mask_loss_schedule="constant"`.
+    instead). `gamma` stays at `mask_loss_weight` (0.1) all through training, as
+    in OpenMixup's CIFAR configs (`mask_loss=0.1`, no schedule);
+    `mask_loss_schedule="linear"` decreases it linearly to 0 instead, the AAAI
+    paper's description (eq. 6). The Mix Block's kernels take
+    `mix_block_weight_decay` (OpenMixup decays every weight; the `keras-miamix`
+    trainer passes the classifier's).
+
+    The schedules need the length of training. `fit` reads it from Keras
+    (below); anywhere else (`train_on_batch`, a custom loop calling
+    `train_step`) pass `total_steps=`, or a `ValueError` says so: without it
+    the momentum would sit at its end value and gamma at 0 from the first
+    step.
 
     `call` and `predict` use the teacher (backbone and head); `evaluate`
     reports "accuracy" (the teacher's) and "student_accuracy", so
@@ -124,7 +135,9 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         momentum_warmup: fraction of the steps with constant momentum.
             Defaults to 0.1.
         mask_loss_weight: gamma at the start. Defaults to 0.1.
-        mask_loss_schedule: "linear" (to 0 over training) or "constant".
+        mask_loss_schedule: "constant" (OpenMixup's CIFAR configs) or
+            "linear" (to 0 over training, the AAAI paper). Defaults to
+            "constant".
         mask_loss_margin: margin of the mask loss. Defaults to 0.1.
         lam_margin: plain mixup for the student when lambda is within this of 0
             or 1. Defaults to 0.08.
@@ -134,13 +147,17 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             copy of the backbone's last layer) classifies the mixed batches,
             the student's for its mixed loss and the teacher's (its EMA) for
             the Mix Block's loss, while the original head learns from the clean
-            batches and is the one `predict` uses. Defaults to False: one head
-            for both, the papers' description.
+            batches and is the one `predict` uses. Defaults to True,
+            OpenMixup's CIFAR configs; False: one head for both, the papers'
+            description.
         head_one_mix: the student's clean-batch loss on a batch mixed by
             MixUp or CutMix instead (OpenMixup's `head_one_mix`; see above).
             Defaults to False, the official CIFAR setting.
+        mix_block_weight_decay: L2 factor on the Mix Block's kernels (see
+            `MixBlock`). Defaults to 0.
         total_steps: optimizer steps of the whole training, for the
-            schedules; when None each `fit` reads it from Keras (see `fit`).
+            schedules; when None each `fit` reads it from Keras (see `fit`),
+            and outside `fit` it is required.
         from_logits: whether the backbone outputs logits. Defaults to True.
         seed: integer seed.
 
@@ -165,13 +182,14 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         momentum_end=0.999999,
         momentum_warmup=0.1,
         mask_loss_weight=0.1,
-        mask_loss_schedule="linear",
+        mask_loss_schedule="constant",
         mask_loss_margin=0.1,
         lam_margin=0.08,
         lambda_concat=False,
         reduction=2,
-        separate_heads=False,
+        separate_heads=True,
         head_one_mix=False,
+        mix_block_weight_decay=0.0,
         total_steps=None,
         from_logits=True,
         seed=None,
@@ -234,14 +252,19 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         self._teacher_both = keras.Model(
             self.teacher.inputs, [layer_output(self.teacher, feature_layer),
                                   self.teacher.outputs[0]])
+        self.mix_block_weight_decay = float(mix_block_weight_decay)
         self.mix_block = MixBlock(reduction=reduction, lambda_concat=lambda_concat,
-                                  name="mix_block")
+                                  weight_decay=self.mix_block_weight_decay, name="mix_block")
         self.mix_block.build(self._teacher_features.output.shape)
         self.seed_state = add_seed_state(self, seed)
         self.total_steps = self.add_weight(shape=(), dtype="int64", trainable=False,
                                            initializer=keras.initializers.Constant(
                                                total_steps or 0), name="total_steps")
         self._fixed_total_steps = total_steps
+        if total_steps is not None and (int(total_steps) != total_steps or total_steps < 1):
+            raise ValueError("`total_steps` must be a positive integer or None; received "
+                             f"total_steps={total_steps!r}.")
+        self._schedule_known = total_steps is not None
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "loss_student", "loss_mix_block", "mask_loss", "momentum")
@@ -429,6 +452,7 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         """One AutoMix step (see the class docstring), in the form each
         backend's trainer calls: `train_step(data)` on TensorFlow and
         PyTorch, the stateless `train_step(state, data)` on JAX."""
+        self._require_schedule_length()
         backend_name = keras.backend.backend()
         if backend_name == "jax":
             return self._train_step_jax(*args)
@@ -570,6 +594,28 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _require_schedule_length(self):
+        """Raises unless the schedules know the length of training: given as
+        `total_steps`, set by a `fit`, or restored (a loaded model's count),
+        read here only outside a traced function."""
+        if self._schedule_known:
+            return
+        try:
+            known = int(keras.ops.convert_to_numpy(self.total_steps.value)) > 0
+        except Exception:  # a symbolic value: traced outside fit
+            known = False
+        if not known:
+            raise ValueError(
+                "AutoMix's schedules (the teacher's momentum, the mask-loss weight) need "
+                "the length of training, which only `fit` reads from Keras: pass "
+                "`total_steps=` (optimizer steps of the whole training) to AutoMix to "
+                "train it with `train_on_batch` or a custom loop.")
+        self._schedule_known = True
+
+    def train_on_batch(self, *args, **kwargs):
+        self._require_schedule_length()
+        return super().train_on_batch(*args, **kwargs)
+
     def fit(self, *args, **kwargs):
         """Keras's `fit`. Without `total_steps`, the schedules (EMA momentum,
         mask-loss weight) read the run's length from Keras at the start of
@@ -600,6 +646,7 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             "reduction": self.reduction,
             "separate_heads": self.separate_heads,
             "head_one_mix": self.head_one_mix,
+            "mix_block_weight_decay": self.mix_block_weight_decay,
             "total_steps": self._fixed_total_steps,
             "from_logits": self.from_logits,
             "seed": self.seed,
@@ -657,3 +704,4 @@ class _ScheduleLength(keras.callbacks.Callback):
                 "size): pass `total_steps=` to AutoMix, or `steps_per_epoch=` to fit.")
         done = int(keras.ops.convert_to_numpy(self.automix.optimizer.iterations))
         self.automix.total_steps.assign(done + int(steps) * (self.params["epochs"] - epoch))
+        self.automix._schedule_known = True

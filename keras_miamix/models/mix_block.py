@@ -39,6 +39,10 @@ class MixBlock(keras.layers.Layer):
         reduction: channel reduction of the embedding. Defaults to 2.
         lambda_concat: concatenate lambda as a channel. Defaults to False
             (the official CIFAR configs).
+        weight_decay: L2 factor on its two kernels (`keras.regularizers.l2`,
+            so `weight_decay / 2` gives PyTorch's SGD `weight_decay`, which
+            OpenMixup applies to the Mix Block as to every weight). Defaults
+            to 0.
 
     Call arguments:
         features: (B, h, w, C) feature maps.
@@ -47,12 +51,15 @@ class MixBlock(keras.layers.Layer):
         image_size: (H, W) of the mask.
     """
 
-    def __init__(self, reduction=2, lambda_concat=False, **kwargs):
+    def __init__(self, reduction=2, lambda_concat=False, weight_decay=0.0, **kwargs):
         super().__init__(**kwargs)
         if int(reduction) != reduction or reduction < 1:
             raise ValueError(f"`reduction` must be an integer >= 1; received {reduction!r}.")
         self.reduction = int(reduction)
         self.lambda_concat = bool(lambda_concat)
+        if not weight_decay >= 0:
+            raise ValueError(f"`weight_decay` must be >= 0; received {weight_decay!r}.")
+        self.weight_decay = float(weight_decay)
         init = keras.initializers.RandomNormal(stddev=0.01)
         self._init = init
 
@@ -60,10 +67,13 @@ class MixBlock(keras.layers.Layer):
         channels = int(features_shape[-1])
         in_channels = channels + (1 if self.lambda_concat else 0)
         self.inter_channels = max(channels // self.reduction, 1)
+        reg = keras.regularizers.l2(self.weight_decay) if self.weight_decay else None
         self.query = keras.layers.Dense(self.inter_channels, kernel_initializer=self._init,
-                                        bias_initializer="zeros", name="query")
+                                        bias_initializer="zeros", kernel_regularizer=reg,
+                                        name="query")
         self.value = keras.layers.Dense(1, kernel_initializer=self._init,
-                                        bias_initializer="zeros", name="value")
+                                        bias_initializer="zeros", kernel_regularizer=reg,
+                                        name="value")
         self.query.build((None, in_channels))
         self.value.build((None, in_channels))
         self.built = True
@@ -88,7 +98,8 @@ class MixBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"reduction": self.reduction, "lambda_concat": self.lambda_concat})
+        config.update({"reduction": self.reduction, "lambda_concat": self.lambda_concat,
+                       "weight_decay": self.weight_decay})
         return config
 
 

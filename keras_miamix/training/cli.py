@@ -50,7 +50,10 @@ def build_parser():
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=0.1,
-                       help="SGD learning rate, cosine-decayed to 0 (default 0.1)")
+                       help="SGD learning rate, cosine-decayed to --min-lr (default 0.1)")
+    train.add_argument("--min-lr", type=float,
+                       help="the floor of the cosine decay (default: the method's, 1e-3 for "
+                            "automix as in its paper's CIFAR-10 runs, else 0)")
     train.add_argument("--weight-decay", type=float, default=5e-4)
     train.add_argument("--no-augment", action="store_true",
                        help="no random flip and pad-and-crop before mixing")
@@ -112,7 +115,7 @@ def _train(args):
         method=args.method, method_args=methods_lib.parse_method_args(args.set),
         where=args.where, dataset=args.dataset, data_dir=args.data_dir,
         image_size=args.image_size, limit=args.limit, model=args.model, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
         augment=not args.no_augment, seed=args.seed, jit=args.jit,
         data_service=args.data_service,
         output=args.output or os.path.join(

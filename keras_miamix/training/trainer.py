@@ -3,7 +3,8 @@
 The `keras-miamix train` command, the notebooks and `benchmarks/accuracy.py`
 all call this function, so a result from one is a result from the others.
 It loads the data, builds the classifier and the method, trains with `fit`
-(SGD with momentum, cosine decay to 0, PyTorch-style weight decay), evaluates
+(SGD with momentum, cosine decay to the method's floor, PyTorch-style weight
+decay), evaluates
 on the test split and, given an output folder, writes `history.json`,
 `curves.png`, `samples.png`, `report.json` and the trained classifier as
 `model.keras`; an interrupted run resumes from that folder
@@ -40,6 +41,9 @@ class TrainConfig:
         test_limit: use only this many test images.
         model: "small_resnet", "resnet18" or a `keras.applications` name.
         epochs, batch_size, lr, momentum, weight_decay: the optimisation.
+        min_lr: the floor of the cosine decay; None: the method's default
+            (`methods.DEFAULT_MIN_LR`: 1e-3 for AutoMix, its paper's CIFAR-10
+            value; 0 for the others).
         augment: random flip and 4-pixel pad-and-crop before mixing (MiAMix
             in the pipeline makes its own two augmented views instead).
         steps_per_epoch: optional cap on the steps of an epoch (quick runs).
@@ -69,6 +73,7 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 64
     lr: float = 0.1
+    min_lr: float = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: bool = True
@@ -91,6 +96,16 @@ class TrainConfig:
             raise ValueError(f"`lr` must be positive; received lr={self.lr!r}.")
         if not self.weight_decay >= 0:
             raise ValueError(f"`weight_decay` must be >= 0; received {self.weight_decay!r}.")
+        if not 0 <= self.resolved_min_lr() <= self.lr:
+            given = "" if self.min_lr is not None else f" ({self.method}'s default)"
+            raise ValueError(f"`min_lr` must be between 0 and lr={self.lr!r}; received "
+                             f"min_lr={self.resolved_min_lr()!r}{given}.")
+
+    def resolved_min_lr(self):
+        """`min_lr`, or the method's default where it is None."""
+        if self.min_lr is None:
+            return methods_lib.default_min_lr(self.method)
+        return float(self.min_lr)
 
 
 @dataclasses.dataclass
@@ -131,15 +146,17 @@ def train(config, data=None, callbacks=None):
         config.weight_decay)
     model, mixer = methods_lib.build_training_model(
         config.method, classifier, data.num_classes, config.where, config.method_args,
-        config.seed, total_steps)
+        config.seed, total_steps, config.weight_decay)
     # MiAMix makes its own two augmented views of the batch.
     augment = config.augment and not (config.method == "miamix" and config.where == "data")
     train_ds = data_lib.train_pipeline(
         data, config.batch_size, config.seed, augment, mixer,
         data_service=config.data_service)
     test_ds = data_lib.test_pipeline(data, config.batch_size)
+    min_lr = config.resolved_min_lr()
     optimizer = keras.optimizers.SGD(
-        keras.optimizers.schedules.CosineDecay(config.lr, total_steps),
+        keras.optimizers.schedules.CosineDecay(config.lr, total_steps,
+                                               alpha=min_lr / config.lr),
         momentum=config.momentum)
     if config.method == "automix":
         model.compile(optimizer=optimizer, jit_compile=config.jit)
@@ -181,6 +198,7 @@ def train(config, data=None, callbacks=None):
         "steps_per_epoch": steps,
         "batch_size": config.batch_size,
         "lr": config.lr,
+        "min_lr": min_lr,
         "weight_decay": config.weight_decay,
         "seed": config.seed,
         "jit": config.jit,
