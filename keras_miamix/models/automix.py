@@ -252,9 +252,8 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         self._teacher_both = keras.Model(
             self.teacher.inputs, [layer_output(self.teacher, feature_layer),
                                   self.teacher.outputs[0]])
-        self.mix_block_weight_decay = float(mix_block_weight_decay)
         self.mix_block = MixBlock(reduction=reduction, lambda_concat=lambda_concat,
-                                  weight_decay=self.mix_block_weight_decay, name="mix_block")
+                                  weight_decay=mix_block_weight_decay, name="mix_block")
         self.mix_block.build(self._teacher_features.output.shape)
         self.seed_state = add_seed_state(self, seed)
         self.total_steps = self.add_weight(shape=(), dtype="int64", trainable=False,
@@ -593,6 +592,11 @@ class AutoMix(DistributedBuildMixin, keras.Model):
                         if k not in ("loss", "loss_weights", "metrics", "weighted_metrics")})
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    @property
+    def mix_block_weight_decay(self):
+        """The Mix Block's L2 factor (kept by the Mix Block)."""
+        return self.mix_block.weight_decay
 
     def _require_schedule_length(self):
         """Raises unless the schedules know the length of training: given as

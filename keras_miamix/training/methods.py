@@ -39,6 +39,12 @@ def default_min_lr(method):
     return DEFAULT_MIN_LR.get(method, 0.0)
 
 
+def l2_factor(weight_decay):
+    """The `keras.regularizers.l2` factor whose gradient, `2 * l2 * w`, is
+    PyTorch's SGD `weight_decay * w`."""
+    return weight_decay / 2.0
+
+
 def parse_method_args(items):
     """`["k_max=3", "methods=('mixup','cutmix')"]` -> `{"k_max": 3, ...}`.
 
@@ -72,7 +78,7 @@ def build_classifier(name, num_classes, input_shape, normalization=None, weight_
             L2 penalty of `weight_decay / 2` on their kernels, whose gradient is
             `weight_decay * w`, like `torch.optim.SGD(weight_decay=...)`.
     """
-    l2 = weight_decay / 2.0
+    l2 = l2_factor(weight_decay)
     if name == "small_resnet":
         return mix_models.small_resnet(num_classes, input_shape, weight_decay=l2,
                                        normalization=normalization)
@@ -151,7 +157,7 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
         return mix_models.ManifoldMixup(classifier, num_classes=num_classes, seed=seed,
                                         **method_args), None
     method_args.setdefault("total_steps", total_steps)
-    method_args.setdefault("mix_block_weight_decay", weight_decay / 2.0)
+    method_args.setdefault("mix_block_weight_decay", l2_factor(weight_decay))
     return mix_models.AutoMix(classifier, num_classes=num_classes, seed=seed,
                               **method_args), None
 
