@@ -18,6 +18,7 @@ LAYERS = {
     "GMix": km.GMix,
     "AGMix": km.AGMix,
     "ResizeMix": km.ResizeMix,
+    "SaliencyMix": km.SaliencyMix,
     "MiAMix": lambda **kw: km.MiAMix(augmentation=None, **kw),
 }
 NAMES = sorted(LAYERS)
@@ -190,7 +191,9 @@ def test_images_come_out_in_the_compute_dtype(name, dtype):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_channels_first_matches_channels_last(name):
-    images, labels = batch(n=4, c=2)
+    # Two channels, which no layer may confuse with a spatial axis
+    # (SaliencyMix's map takes RGB or gray: three).
+    images, labels = batch(n=4, c=3 if name == "SaliencyMix" else 2)
     last, info = make(name, num_classes=5)((images, labels), return_info=True)
     first = make(name, num_classes=5, data_format="channels_first")(
         (np.transpose(images, (0, 3, 1, 2)), labels)
@@ -303,6 +306,7 @@ class KerasLayerTest(testing.TestCase):
         (lambda: km.GridMix(cut_area_ratio=(0.5, 1.5)), "cut_area_ratio"),
         (lambda: km.AGMix(max_correlation=1.0), "max_correlation"),
         (lambda: km.ResizeMix(scope=(0.9, 0.1)), "scope"),
+        (lambda: km.SaliencyMix(box="image"), "box"),
         (lambda: km.MixUp(label_smoothing=1.0), "label_smoothing"),
         (lambda: km.MixUp(data_format="NHWC"), "data_format"),
         (lambda: km.MixUp(num_classes=0), "num_classes"),
@@ -333,5 +337,5 @@ def test_config_round_trip_and_keras_save_load(name, tmp_path):
 
 
 def test_layers_are_registered_under_the_package():
-    for name in ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "MiAMix"]:
+    for name in NAMES:
         assert keras.saving.get_registered_object(f"keras_miamix>{name}") is getattr(km, name)

@@ -41,7 +41,7 @@ def test_resnet18_has_named_stages_and_standard_size():
 
 # ---------------------------------------------------------------- MixModel
 @pytest.mark.parametrize("name", ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix",
-                                  "ResizeMix", "MiAMix"])
+                                  "ResizeMix", "SaliencyMix", "MiAMix"])
 def test_mix_model_trains_with_each_mixing_layer_under_xla(name):
     x, y = data()
     model = km.models.MixModel(tiny_net(), getattr(km, name)(num_classes=4, seed=0))

@@ -9,7 +9,8 @@ value of 1 keeps the anchor and 0 takes the partner x_j. The mixing function in
 the label weight from the mask's mean, so the label always matches the pixels.
 
 ResizeMix, which pastes the whole (resized) partner, also returns the source
-pixel of the partner for every output pixel.
+pixel of the partner for every output pixel; SaliencyMix's box is placed by
+the partner's saliency peak, which it takes instead of a seed.
 
 Everything is vectorised over the batch (one mask per sample, no loop, no
 `tf.map_fn`), written in the ops of the computing backend
@@ -60,6 +61,14 @@ def _clipped_box(cut_h, cut_w, height, width, seed):
     hf, wf = _float(height), _float(width)
     cy = knp.floor(sample_uniform([batch], fold_seed(seed, 1)) * hf)
     cx = knp.floor(sample_uniform([batch], fold_seed(seed, 2)) * wf)
+    return _box_around(cy, cx, cut_h, cut_w, height, width)
+
+
+def _box_around(cy, cx, cut_h, cut_w, height, width):
+    """Corners `c -/+ cut // 2` of boxes around integer centres (cy, cx),
+    clipped to the image (not shifted), as float32 (B,) tensors."""
+    hf, wf = _float(height), _float(width)
+    cy, cx = kb.cast(cy, "float32"), kb.cast(cx, "float32")
     half_h, half_w = knp.floor(cut_h / 2.0), knp.floor(cut_w / 2.0)
     y1 = _clip(cy - half_h, 0.0, hf)
     y2 = _clip(cy + half_h, 0.0, hf)
@@ -96,6 +105,24 @@ def cutmix_mask(lam, height, width, seed):
     return _box_mask(y1, y2, x1, x2, height, width)
 
 
+def saliencymix_mask(lam, height, width, peak_rows, peak_cols):
+    """SaliencyMix (Uddin et al., 2021): a box of the partner around its
+    saliency peak.
+
+    The box is CutMix's, `H * sqrt(1 - lam)` by `W * sqrt(1 - lam)` truncated
+    to whole pixels, with corners `peak -/+ cut // 2` clipped at the border
+    (not shifted), as the official `saliency_bbox`; `peak_rows`/`peak_cols`
+    (B,) are the partner's saliency maximum (`ops.saliency.saliency_peaks`).
+    Unlike the other generators it takes the peaks instead of a seed.
+    """
+    lam = kb.cast(lam, "float32")
+    ratio = knp.sqrt(1.0 - lam)
+    cut_h = knp.floor(_float(height) * ratio)
+    cut_w = knp.floor(_float(width) * ratio)
+    y1, y2, x1, x2 = _box_around(peak_rows, peak_cols, cut_h, cut_w, height, width)
+    return _box_mask(y1, y2, x1, x2, height, width)
+
+
 def _clip(x, low, high):
     return knp.minimum(knp.maximum(x, low), high)
 
@@ -105,7 +132,8 @@ def fourier_grey_masks(batch_size, height, width, decay_power, seed):
 
     Fourier coefficients are standard complex normals scaled by
     `1 / max(f, 1 / max(H, W)) ** decay_power`; the inverse real FFT gives the
-    grey image (the official FMix code, vectorised over the batch).
+    grey image (the paper's spectrum, vectorised over the batch; the official
+    NumPy code's differs, anisotropic and real: see `layers.FMix`).
     """
     h = _float(height)
     w = _float(width)
