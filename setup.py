@@ -14,8 +14,8 @@ setup(
     version=version["__version__"],
     description=(
         "Mixed-sample data augmentation for Keras 3 (TensorFlow, JAX, PyTorch): MiAMix, "
-        "AutoMix, Manifold Mixup, MixUp, CutMix, FMix, GridMix, GMix, AGMix "
-        "and ResizeMix as XLA-compatible, vectorised Keras layers and models."
+        "AutoMix, Manifold Mixup, AugMix, MixUp, CutMix, FMix, GridMix, GMix, AGMix, "
+        "ResizeMix and SaliencyMix as XLA-compatible, vectorised Keras layers and models."
     ),
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
@@ -47,6 +47,10 @@ setup(
             "ruff>=0.6",
             "nbmake>=1.5",
             "ipykernel>=6",
+            # References the tests compare against: OpenCV's fine-grained
+            # saliency (SaliencyMix) and Pillow's operations (AugMix).
+            "opencv-contrib-python-headless>=4.10",
+            "pillow>=13",
             # The other Keras backends, which the test command also runs.
             "jax[cpu]>=0.10",
             "torch>=2.14",

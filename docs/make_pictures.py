@@ -2,9 +2,10 @@
 
     python docs/make_pictures.py                      # CIFAR-10 subset, else tfds cifar10
     python docs/make_pictures.py --dataset cifar10    # any --dataset of keras-miamix
+    python docs/make_pictures.py --methods saliencymix  # one method's picture only
 
 Writes docs/methods/<method>.png (masks and mixed samples of every mixing
-layer), docs/miamix_stages.png, and docs/automix_masks.png: the masks of an
+layer; AugMix's chains), docs/miamix_stages.png, and docs/automix_masks.png: the masks of an
 AutoMix trained through `keras_miamix.training.train`, either for
 `--automix-epochs` here or, better, a run of `benchmarks/accuracy.py`
 (`--automix-run benchmarks/results/work/automix-seed0`: its saved model when
@@ -67,17 +68,21 @@ def main(argv=None):
     parser.add_argument("--automix-run",
                         help="an AutoMix run folder of benchmarks/accuracy.py, finished or not")
     parser.add_argument("--skip-automix", action="store_true")
+    parser.add_argument("--methods", nargs="+", choices=[*training.LAYER_METHODS, "augmix"],
+                        help="only these layers' pictures (no MiAMix stages, no AutoMix)")
     args = parser.parse_args(argv)
     data = training.load_data(args.dataset)
     images, labels = data.take_images(32)
     os.makedirs(os.path.join(args.out, "methods"), exist_ok=True)
     picks = [0, 5, 9]  # three anchors, the same for every method
-    for method in training.LAYER_METHODS:
+    for method in args.methods or [*training.LAYER_METHODS, "augmix"]:
         fig = visualization.plot_method_samples(method, images[picks + list(range(10, 20))],
                                                 labels[picks + list(range(10, 20))],
                                                 data.class_names, num=3, seed=1)
         fig.savefig(os.path.join(args.out, "methods", f"{method}.png"), dpi=75)
         visualization.close(fig)
+    if args.methods:
+        return 0
     fig = visualization.plot_miamix_stages(km.MiAMix(seed=3), images, num=5)
     fig.savefig(os.path.join(args.out, "miamix_stages.png"), dpi=70)
     visualization.close(fig)

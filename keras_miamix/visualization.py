@@ -87,9 +87,14 @@ def _class_of(labels, index, class_names):
 
 
 def _plot_rows(d, labels, num, title, class_names=None):
+    """Anchor, partner, mask and mixed image per row; with a saliency map in
+    the info (SaliencyMix), the partner's map, its peak and the box too."""
     plt = _pyplot()
     num = min(num, len(d["mixed"]))
-    fig, axes = plt.subplots(num, 4, figsize=(7.2, 1.95 * num + 0.5), squeeze=False)
+    saliency = d["info"].get("saliency")
+    cols = 4 if saliency is None else 5
+    fig, axes = plt.subplots(num, cols, figsize=(1.8 * cols, 1.95 * num + 0.5),
+                             squeeze=False)
     partner_index = d["info"].get("partner_index", np.arange(len(d["mixed"])))
     for r in range(num):
         w = float(d["label_weights"][r])
@@ -113,9 +118,27 @@ def _plot_rows(d, labels, num, title, class_names=None):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(titles[c], fontsize=8)
+        if saliency is not None:
+            _plot_saliency(axes[r, 4], saliency[r], d["masks"][r],
+                           (d["info"]["peak_rows"][r], d["info"]["peak_cols"][r]))
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _plot_saliency(ax, saliency, mask, peak):
+    """The partner's saliency map with its peak (red) and the pasted box."""
+    plt = _pyplot()
+    ax.imshow(saliency, cmap="magma", vmin=0, vmax=255, interpolation="nearest")
+    rows, cols = np.nonzero(mask < 0.5)
+    if rows.size:
+        ax.add_patch(plt.Rectangle((cols.min() - 0.5, rows.min() - 0.5),
+                                   cols.max() - cols.min() + 1, rows.max() - rows.min() + 1,
+                                   fill=False, edgecolor="cyan", linewidth=1.2))
+    ax.plot([peak[1]], [peak[0]], "o", color="red", markersize=3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("partner saliency, peak, box", fontsize=8)
 
 
 def plot_miamix_stages(layer, images, num=4):
@@ -161,6 +184,43 @@ def plot_miamix_stages(layer, images, num=4):
             ax.set_yticks([])
     fig.suptitle("MiAMix: views, each layer's mask before/after augmentation, merged mask "
                  "(white = anchor)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_augmix(layer, images, labels=None, num=4, class_names=None):
+    """AugMix of `num` images, one row each: the image, each chain's result
+    (its operations and weight in the title) and the output, with the skip
+    weight m (the chains' share)."""
+    from keras_miamix.ops.augmix import ALL_OPS
+
+    plt = _pyplot()
+    images = np.asarray(images)
+    out, info = layer(images, training=True, return_info=True)
+    info = {k: np.asarray(v) for k, v in info.items()}
+    num = min(num, len(images))
+    width = info["chains"].shape[1]
+    fig, axes = plt.subplots(num, width + 2, figsize=(2.2 * (width + 2), 2.3 * num + 0.5),
+                             squeeze=False)
+    for r in range(num):
+        name = _class_of(labels, r, class_names)
+        panels = [(images[r], name or "image")]
+        for i in range(width):
+            ops = [ALL_OPS[o] for o in info["ops"][r, i] if o >= 0]
+            panels.append((info["chains"][r, i],
+                           f"w={info['chain_weights'][r, i]:.2f}\n" + " + ".join(ops)))
+        panels.append((np.asarray(out)[r], f"AugMix, m={info['skip_weight'][r]:.2f}"))
+        for c, (panel, title) in enumerate(panels):
+            ax = axes[r, c]
+            low, high = layer.value_range
+            panel = np.clip((np.asarray(panel, np.float32) - low) / (high - low), 0.0, 1.0)
+            ax.imshow(panel[..., 0] if panel.shape[-1] == 1 else panel,
+                      cmap="gray" if panel.shape[-1] == 1 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=6.5)
+    fig.suptitle("AugMix", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -285,6 +345,11 @@ def plot_method_samples(method, images, labels=None, class_names=None, num=6, mi
         layer = methods_lib.make_mixer(method, None, args, seed)
         return _plot_rows(mix_for_display(layer, images), _maybe(labels), num,
                           type(layer).__name__, class_names)
+    if method == "augmix":
+        layer = methods_lib.make_augmix(
+            None, {k: v for k, v in args.items() if k not in methods_lib.AUGMIX_MODEL_ARGS},
+            seed)
+        return plot_augmix(layer, images, _maybe(labels), num=num, class_names=class_names)
     if method == "automix":
         if mixer is None:
             raise ValueError("AutoMix's masks come from a trained model: pass `mixer=`.")

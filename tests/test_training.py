@@ -130,7 +130,7 @@ def test_train_pipeline_augments_reproducibly_and_mixes(digits):
 
 @pytest.mark.parametrize("method, where", [
     ("none", "data"), ("miamix", "data"), ("gmix", "device"), ("manifold_mixup", "data"),
-    ("automix", "data"), ("keras_mixup", "data")])
+    ("automix", "data"), ("keras_mixup", "data"), ("saliencymix", "data"), ("augmix", "data")])
 def test_every_kind_of_method_trains_through_the_one_path(method, where, digits, tmp_path):
     config = training.TrainConfig(method=method, where=where, output=str(tmp_path), **QUICK)
     result = training.train(config, data=digits)

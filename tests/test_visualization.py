@@ -62,6 +62,32 @@ def test_method_pictures_and_curves():
     np.testing.assert_array_equal(lines[1].get_ydata(), [0.3, 0.5])
 
 
+def test_saliencymix_and_augmix_pictures_show_what_they_computed():
+    images = (np.random.RandomState(2).rand(6, 16, 16, 3) * 255).astype("uint8")
+    labels = np.arange(6) % 3
+    fig = visualization.plot_method_samples("saliencymix", images, labels, ["a", "b", "c"],
+                                            num=2)
+    assert len(fig.axes) == 2 * 5
+    saliency_ax = fig.axes[4]
+    assert saliency_ax.get_title() == "partner saliency, peak, box"
+    box = saliency_ax.patches[0]
+    # The drawn box is the mask's hole and the dot the peak the layer used.
+    d = visualization.mix_for_display(km.SaliencyMix(seed=0), images)
+    rows, cols = np.nonzero(d["masks"][0] < 0.5)
+    assert box.get_width() == cols.max() - cols.min() + 1
+    assert saliency_ax.get_lines()[0].get_xdata()[0] == d["info"]["peak_cols"][0]
+    visualization.close(fig)
+    fig = visualization.plot_method_samples("augmix", images, labels, ["a", "b", "c"], num=2)
+    assert len(fig.axes) == 2 * (3 + 2)  # image, three chains, output
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "a" and titles[4].startswith("AugMix, m=")
+    assert all(t.startswith("w=") for t in titles[1:4])
+    info = km.AugMix(seed=0)(images, return_info=True)[1]
+    first_ops = [km.ops.augmix.ALL_OPS[o] for o in np.asarray(info["ops"])[0, 0] if o >= 0]
+    assert titles[1].split("\n")[1] == " + ".join(first_ops)
+    visualization.close(fig)
+
+
 def test_automix_display_weights_labels_by_lambda():
     # AutoMix's loss weights labels by lambda (not by the mask's mean); the
     # display says so, and shows each mask's mean beside it. Without
@@ -99,5 +125,5 @@ def test_make_pictures_script_writes_every_picture(tmp_path):
     import keras_miamix.training as training
 
     written = sorted(os.listdir(tmp_path / "methods"))
-    assert written == sorted(f"{m}.png" for m in training.LAYER_METHODS)
+    assert written == sorted(f"{m}.png" for m in [*training.LAYER_METHODS, "augmix"])
     assert (tmp_path / "miamix_stages.png").stat().st_size > 10_000

@@ -1,6 +1,7 @@
 """Mixing layers: one file per method over a shared base layer."""
 
 from keras_miamix.layers.ag_mix import AGMix
+from keras_miamix.layers.aug_mix import AugMix
 from keras_miamix.layers.base_mix_layer import BaseMixLayer
 from keras_miamix.layers.base_mix_layer import BetaMixLayer
 from keras_miamix.layers.cut_mix import CutMix
@@ -10,3 +11,4 @@ from keras_miamix.layers.grid_mix import GridMix
 from keras_miamix.layers.mia_mix import MiAMix
 from keras_miamix.layers.mix_up import MixUp
 from keras_miamix.layers.resize_mix import ResizeMix
+from keras_miamix.layers.saliency_mix import SaliencyMix

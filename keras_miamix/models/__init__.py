@@ -1,6 +1,8 @@
-"""Training models: mixing inside `train_step`, Manifold Mixup, AutoMix, and
-the CIFAR ResNet-18 they use."""
+"""Training models: mixing inside `train_step`, Manifold Mixup, AutoMix,
+AugMix's consistency loss, and the CIFAR ResNet-18 they use."""
 
+from keras_miamix.models.augmix_model import AugMixModel
+from keras_miamix.models.augmix_model import jensen_shannon
 from keras_miamix.models.automix import AutoMix
 from keras_miamix.models.automix import momentum_schedule
 from keras_miamix.models.manifold_mixup import ManifoldMixup

@@ -1,7 +1,8 @@
-"""Pure, batch-first functions: samplers, mask generators, mask augmentation,
-image augmentation and the shared mixing path."""
+"""Pure, batch-first functions: samplers, mask generators, saliency maps, mask
+augmentation, image augmentation and the shared mixing path."""
 
 from keras_miamix.ops.augment import random_flip_translate
+from keras_miamix.ops.augmix import augment_and_mix
 from keras_miamix.ops.mask_augment import box_filter
 from keras_miamix.ops.mask_augment import random_box_filter
 from keras_miamix.ops.mask_augment import random_rotate_shear
@@ -14,10 +15,13 @@ from keras_miamix.ops.masks import gmix_mask
 from keras_miamix.ops.masks import gridmix_mask
 from keras_miamix.ops.masks import mixup_mask
 from keras_miamix.ops.masks import resizemix_mask
+from keras_miamix.ops.masks import saliencymix_mask
 from keras_miamix.ops.mixing import label_weights
 from keras_miamix.ops.mixing import mix_batch
 from keras_miamix.ops.mixing import mix_labels
 from keras_miamix.ops.mixing import prepare_labels
+from keras_miamix.ops.saliency import fine_grained_saliency
+from keras_miamix.ops.saliency import saliency_peaks
 from keras_miamix.ops.sampling import random_permutation
 from keras_miamix.ops.sampling import sample_beta
 from keras_miamix.ops.sampling import sample_categorical

@@ -32,7 +32,7 @@ def build_parser():
         prog="keras-miamix",
         description="Train image classifiers with mixed-sample data augmentation "
                     "(MiAMix, AutoMix, Manifold Mixup, MixUp, CutMix, FMix, GridMix, GMix, "
-                    "AGMix, ResizeMix), or draw what a method does.")
+                    "AGMix, ResizeMix, SaliencyMix, AugMix), or draw what a method does.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a classifier with one method",

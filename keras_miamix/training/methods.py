@@ -18,9 +18,12 @@ LAYER_METHODS = {
     "gmix": mix_layers.GMix,
     "agmix": mix_layers.AGMix,
     "resizemix": mix_layers.ResizeMix,
+    "saliencymix": mix_layers.SaliencyMix,
     "miamix": mix_layers.MiAMix,
 }
-MODEL_METHODS = ("manifold_mixup", "automix")
+MODEL_METHODS = ("manifold_mixup", "automix", "augmix")
+# AugMixModel's own arguments; the others of `--set` go to its AugMix layer.
+AUGMIX_MODEL_ARGS = ("jsd", "jsd_weight")
 # Keras core's own layers, as outside baselines (mixing in the pipeline only).
 KERAS_BASELINES = ("keras_mixup", "keras_cutmix")
 METHODS = ("none", *LAYER_METHODS, *MODEL_METHODS, *KERAS_BASELINES)
@@ -156,6 +159,11 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
     if method == "manifold_mixup":
         return mix_models.ManifoldMixup(classifier, num_classes=num_classes, seed=seed,
                                         **method_args), None
+    if method == "augmix":
+        model_args = {k: method_args.pop(k) for k in AUGMIX_MODEL_ARGS if k in method_args}
+        augmix = make_augmix(num_classes, method_args, seed)
+        return mix_models.AugMixModel(classifier, augmix, num_classes=num_classes,
+                                      **model_args), None
     method_args.setdefault("total_steps", total_steps)
     method_args.setdefault("mix_block_weight_decay", l2_factor(weight_decay))
     return mix_models.AutoMix(classifier, num_classes=num_classes, seed=seed,
@@ -169,6 +177,15 @@ def make_mixer(method, num_classes=None, method_args=None, seed=None):
         return cls(num_classes=num_classes, seed=seed, **dict(method_args or {}))
     except TypeError as err:
         raise ValueError(f"{cls.__name__} does not take these arguments: {err}") from None
+
+
+def make_augmix(num_classes=None, method_args=None, seed=None):
+    """The AugMix layer of the `augmix` method, its constructor validating
+    `method_args`."""
+    try:
+        return mix_layers.AugMix(num_classes=num_classes, seed=seed, **dict(method_args or {}))
+    except TypeError as err:
+        raise ValueError(f"AugMix does not take these arguments: {err}") from None
 
 
 def _no_args(method, method_args):

@@ -8,6 +8,7 @@ uses only Keras' and NumPy's API, so every assertion means the same on each.
 
 import json
 import os
+import sys
 
 import keras  # noqa: I001 (Keras before TensorFlow under the PyTorch backend)
 import numpy as np
@@ -16,8 +17,12 @@ import tensorflow as tf
 
 import keras_miamix as km
 
+# The tests' shared references (tests/pillow_augmix.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 BACKEND = keras.backend.backend()
-ALL = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "MiAMix"]
+ALL = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "SaliencyMix",
+       "MiAMix"]
 
 
 def make(name, **kwargs):
@@ -142,6 +147,76 @@ def test_uint8_non_square_odd_batch_and_batch_of_one(name):
         assert tuple(x.shape) == (n, h, w, 3) and tuple(y.shape) == (n, 8)
         assert keras.backend.standardize_dtype(x.dtype) == "float32"
         np.testing.assert_allclose(np_(y).sum(1), 1.0, atol=1e-6)
+
+
+def test_the_saliency_map_equals_opencvs():
+    # SaliencyMix's map, in this backend's integer and float32 ops.
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "saliency"):
+        pytest.skip("cv2 lacks the contrib saliency module")
+    rng = np.random.default_rng(5)
+    images = np.stack([cv2.GaussianBlur(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8),
+                                        (5, 5), s) for s in (0.5, 1.5, 3.0)])
+    ours = np_(km.ops.fine_grained_saliency(keras.ops.convert_to_tensor(images)))
+    detector = cv2.saliency.StaticSaliencyFineGrained_create()
+    for image, got in zip(images, ours):
+        _, expected = detector.computeSaliency(np.ascontiguousarray(image[..., ::-1]))
+        np.testing.assert_array_equal(got, np.round(expected.astype("float64") * 255))
+
+
+def test_augmix_operations_equal_pillows():
+    # Every AugMix operation in this backend's ops, one per image, against
+    # Pillow (the geometric ones within a level: float32 bilinear).
+    from pillow_augmix import official
+
+    from keras_miamix.ops import augmix
+
+    rng = np.random.default_rng(2)
+    n = len(augmix.ALL_OPS)
+    yy, xx = np.mgrid[0:20, 0:24]
+    base = 90 + 50 * np.sin(xx / 3.0)[..., None] + 20 * np.cos(yy / 4.0)[..., None]
+    images = np.clip(base + rng.normal(0, 8, (n, 20, 24, 3)), 0, 255).astype("uint8")
+    out = np_(augmix.apply_ops(keras.ops.convert_to_tensor(images.astype("float32")),
+                               keras.ops.arange(n, dtype="int32"),
+                               keras.ops.full((n,), 2.5), keras.ops.full((n,), -1.0),
+                               all_ops=True))
+    for i, name in enumerate(augmix.ALL_OPS):
+        diff = np.abs(out[i] - official(name, images[i], 2.5, -1.0))
+        assert diff.max() <= (1 if name in ("rotate", "shear_x", "shear_y") else 0), name
+
+
+def test_augmix_in_a_tf_data_map_and_eagerly():
+    yy, xx = np.mgrid[0:16, 0:16]
+    image = np.stack([40 + 10 * xx, 30 + 12 * yy, 100 + 5 * (xx + yy)], -1).astype("float32")
+    images = np.broadcast_to(image, (8, 16, 16, 3)).copy()
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(4).map(km.AugMix(seed=0))
+    out = np.concatenate([x.numpy() for x in ds])
+    assert len({row.tobytes() for row in out.reshape(8, -1)}) == 8  # one chain set per image
+    eager = km.AugMix(seed=0)(images)
+    assert isinstance(eager, native_type()) and tuple(eager.shape) == (8, 16, 16, 3)
+
+
+def test_augmix_model_trains_and_reloads(tmp_path):
+    rng = np.random.RandomState(0)
+    images = (rng.rand(16, 16, 16, 3) * 255).astype("float32")
+    labels = rng.randint(0, 4, 16)
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0),
+                            keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+    model = km.models.AugMixModel(net, num_classes=4, seed=0)
+    model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    before = np_(net.layers[-1].kernel).copy()
+    history = model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert not np.allclose(before, np_(net.layers[-1].kernel))
+    # Two views a step, two steps: the layer's state advanced four times.
+    assert int(np_(model.augmix.seed_state.value)[1]) == 4
+    path = os.path.join(tmp_path, "augmix.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-5)
 
 
 def test_mixup_lambda_statistics():
