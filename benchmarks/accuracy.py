@@ -69,6 +69,8 @@ OTHERS = ("fmix", "gridmix", "gmix", "agmix", "resizemix", "manifold_mixup",
 # MiAMix (GMix) or nearest it first, the Keras core baselines last.
 SECOND_SEED = ("gmix", "agmix", "manifold_mixup", "resizemix", "fmix", "gridmix",
                "keras_mixup", "keras_cutmix")
+# Methods added after that plan ran (issue 35), two seeds each.
+ADDED = ("saliencymix", "augmix")
 # Settings other than the defaults, measured beside them under their own name:
 # name -> (method, its arguments). AutoMix with OpenMixup's `head_one_mix`
 # tests why the default AutoMix is below MixUp here: its student memorises
@@ -157,12 +159,14 @@ def default_plan():
     """(method, seed) in the order they run: the headline methods first, a
     seed at a time (so the table fills evenly), then one seed of the rest,
     then AutoMix's further seeds, then AutoMix with `head_one_mix` (and with
-    its momentum rescaled too), then a second seed of every other method."""
+    its momentum rescaled too), then a second seed of every other method,
+    then two seeds of each method added since (`ADDED`)."""
     plan = [(m, s) for s in (0, 1, 2) for m in HEADLINE]
     plan += [(m, 0) for m in OTHERS]
     plan += [("automix", 1), ("automix", 2)]
     plan += [("automix_head_one_mix", 0), ("automix_head_one_mix_epoch_ema", 0)]
     plan += [(m, 1) for m in SECOND_SEED]
+    plan += [(m, s) for s in (0, 1) for m in ADDED]
     return plan
 
 

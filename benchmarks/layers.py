@@ -76,7 +76,8 @@ else:
 
 import keras_miamix as km  # noqa: E402
 
-METHODS = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "MiAMix"]
+METHODS = ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "SaliencyMix",
+           "MiAMix"]
 BASELINES = {
     "MixUp": ["keras.MixUp", "keras_cv.MixUp"],
     "CutMix": ["keras.CutMix", "keras_cv.CutMix"],

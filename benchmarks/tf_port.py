@@ -14,6 +14,11 @@ Usage:
     python benchmarks/tf_port.py --before 9030173 --after HEAD \
         --json benchmarks/results/tf_port.json      # the README's table
     python benchmarks/tf_port.py --methods MixUp --rounds 1 --repeats 3
+    python benchmarks/tf_port.py --methods CutMix,MiAMix --rounds 7 \
+        --json benchmarks/results/tf_port.json --update   # re-measure some rows
+
+With `--update` the rows of the methods measured replace those in the JSON and
+carry their own round count, commits and date; the other rows stay as they were.
 """
 
 import argparse
@@ -29,8 +34,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from layers import METHODS  # noqa: E402
 from layers import cpu_description  # noqa: E402
+
+# The layers that existed before the port (the later ones have no "before").
+PORTED = ("MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix", "ResizeMix", "MiAMix")
 
 
 def git(*args):
@@ -79,6 +86,28 @@ def summarise(runs):
     return rows
 
 
+def merge(path, new):
+    """The results in `path` with the rows of `new`'s methods replaced by
+    `new`'s, each tagged with its own rounds, commits and date."""
+    with open(path) as f:
+        old = json.load(f)
+    if old["before"]["commit"] != new["before"]["commit"]:
+        raise SystemExit(f"--update: {path} compares against {old['before']['commit'][:7]}, "
+                         f"this run against {new['before']['commit'][:7]}; use one before")
+    measured = {r["method"] for r in new["rows"]}
+    for r in new["rows"]:
+        r.update(rounds=new["rounds"], measured=new["measured"],
+                 after_commit=new["after"]["commit"])
+    rows = {r["method"]: [] for r in old["rows"]}
+    for r in old["rows"]:
+        if r["method"] not in measured:
+            rows[r["method"]].append(r)
+    for r in new["rows"]:
+        rows.setdefault(r["method"], []).append(r)
+    old["rows"] = [r for method_rows in rows.values() for r in method_rows]
+    return old
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", default="9030173",
@@ -86,19 +115,23 @@ def main(argv=None):
     parser.add_argument("--before-label", default="the last commit before the port to Keras ops",
                         help="what the README calls the before commit")
     parser.add_argument("--after", default="HEAD")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(PORTED))
     parser.add_argument("--shapes", default="128,32,32,3;64,224,224,3")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the measured methods' rows in --json")
     args = parser.parse_args(argv)
+    if args.update and not (args.json and os.path.exists(args.json)):
+        raise SystemExit(f"--update needs an existing --json file, got {args.json!r}")
     if args.rounds < 1:
         raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(PORTED))
     if unknown:
-        raise SystemExit(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {list(PORTED)}")
     with tempfile.TemporaryDirectory() as tmp:
         libraries, commits = {}, {}
         for side, rev in (("before", args.before), ("after", args.after)):
@@ -133,6 +166,8 @@ def main(argv=None):
               f"XLA {row['before']['xla_ratio_blend']['median']:.2f} -> "
               f"{row['after']['xla_ratio_blend']['median']:.2f} "
               f"({row['xla_ratio_blend_change']:+.0%})")
+    if args.update:
+        results = merge(args.json, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

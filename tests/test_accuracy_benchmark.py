@@ -283,7 +283,7 @@ def test_findings_on_hand_made_runs():
     assert "MixUp 49.00 (-1.00)" in text and "MiAMix 60.00 (+10.00)" in text
     assert "AutoMix's ECE is 5.00%, the lowest of all methods here." in text
     assert "here MiAMix 95.00 > MixUp 82.00 > CutMix 79.00, the same order." in text
-    assert "not run yet: FMix, GridMix, GMix, AGMix, ResizeMix." in text
+    assert "not run yet: FMix, GridMix, GMix, AGMix, ResizeMix, SaliencyMix." in text
     # Ties keep the paper's order; MixUp (49) falls below no mixing (50).
     assert ("here (mCA) MiAMix 60.00 > AutoMix 50.00 > no mixing 50.00 > CutMix 50.00 > "
             "MixUp 49.00, a different order.") in text
