@@ -113,6 +113,7 @@ REVISIONS = {
     "gmix": 2,
     "agmix": 2,
     "automix": 2,
+    "miamix": 2,
 }
 REVISION_NOTES = {
     "gmix": "the blob holds the smaller share, as in the official hmix-gmix code",
@@ -120,6 +121,9 @@ REVISION_NOTES = {
     "automix": ("OpenMixup's CIFAR settings: two heads, the mask-loss weight constant at "
                 "0.1, the Mix Block weight-decayed; the learning rate decays to the "
                 "paper's CIFAR-10 floor of 1e-3, not 0"),
+    "miamix": ("its views zero-padded like every other method's flip and crop (was "
+               "reflect), and merge='sum' is eq. 11 as written (the default 'mul' and "
+               "the 32 px smoothing windows are unchanged)"),
 }
 
 

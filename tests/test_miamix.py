@@ -107,13 +107,43 @@ def test_mean_label_weight_matches_independent_masks():
 def test_sum_merge_and_orig_lambda_mode():
     layer = km.MiAMix(methods=("mixup",), weights=(1,), merge="sum", seed=5, augmentation=None)
     _, _, info = run(layer, n=500)
-    # sum merge of constants: 1 - clip(sum_j lambda_j) = lambda_{k+1}.
-    np.testing.assert_allclose(info["label_weights"], info["lambdas"][:, -1], atol=1e-5)
+    # Eq. 11 on MixUp's constant masks 1 - lambda_j: clip(sum_j (1 - lambda_j)),
+    # over the k active layers: the k = 1 sample keeps 1 - lambda_1, a k = 2
+    # sample almost always the whole anchor.
+    active = np.arange(2)[None, :] < info["k"][:, None]
+    expected = np.clip(((1 - info["lambdas"][:, :-1]) * active).sum(1), 0, 1)
+    np.testing.assert_allclose(info["label_weights"], expected, atol=1e-5)
+    assert (info["k"] == 1).any() and (info["k"] == 2).any()
     layer = km.MiAMix(lambda_mode="orig", seed=5, augmentation=None)
     _, (x, y), info = run(layer, n=500)
     np.testing.assert_allclose(info["label_weights"], info["lambdas"][:, -1], atol=1e-6)
     merged = info["masks"].mean((1, 2, 3))
     assert np.abs(merged - info["label_weights"]).max() > 0.05  # differ: the ablation
+
+
+def test_merges_follow_equations_10_and_11_on_hand_made_masks():
+    from keras_miamix.ops.miamix import merge_masks
+
+    # Sample 0: two hard masks whose partner boxes (zeros) overlap in one
+    # column; sample 1: a soft mask and an inactive all-ones layer.
+    a = np.ones((4, 4), "float32")
+    a[:, :2] = 0
+    b = np.ones((4, 4), "float32")
+    b[:, 1:3] = 0
+    soft = np.full((4, 4), 0.3, "float32")
+    layers = np.stack([np.stack([a, b]), np.stack([soft, np.ones((4, 4), "float32")])])[..., None]
+    active = np.array([[True, True], [True, False]])
+    mul = np.asarray(merge_masks(layers, active, "mul"))[..., 0]
+    total = np.asarray(merge_masks(layers, active, "sum"))[..., 0]
+    # mul: the partner where either mask takes it (columns 0-2, the union).
+    np.testing.assert_array_equal(mul[0], np.tile([0, 0, 0, 1], (4, 1)))
+    # sum: the partner only where both take it (column 1, the intersection).
+    np.testing.assert_array_equal(total[0], np.tile([1, 0, 1, 1], (4, 1)))
+    # A sample's inactive layers change neither merge.
+    np.testing.assert_allclose(mul[1], 0.3)
+    np.testing.assert_allclose(total[1], 0.3)
+    with pytest.raises(ValueError, match="merge"):
+        merge_masks(layers, active, "max")
 
 
 def test_zero_weight_removes_a_method():
@@ -139,21 +169,15 @@ def test_self_mixing_with_augmentation_uses_a_second_view():
 
 
 def _flip_translates(image, max_shift):
-    """Every reflect-filled flip and shift of (H, W, C) `image` (numpy)."""
+    """Every zero-padded flip and shift of (H, W, C) `image` (numpy): the
+    CIFAR pad-and-crop, as the training pipeline does it."""
     h, w = image.shape[:2]
-
-    def reflect(i, n):
-        period = 2 * n - 2
-        i = np.mod(i, period)
-        return np.where(i >= n, period - i, i)
-
     out = []
     for dy in range(-int(h * max_shift), int(h * max_shift) + 1):
         for dx in range(-int(w * max_shift), int(w * max_shift) + 1):
-            for flip in (False, True):
-                cols = np.arange(w) - dx
-                cols = w - 1 - cols if flip else cols
-                out.append(image[reflect(np.arange(h) - dy, h)][:, reflect(cols, w)])
+            padded = np.pad(image, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)))
+            crop = padded[abs(dy) - dy:abs(dy) - dy + h, abs(dx) - dx:abs(dx) - dx + w]
+            out += [crop, crop[:, ::-1]]
     return out
 
 
@@ -175,6 +199,69 @@ def test_views_are_flip_translates_of_anchor_and_partner(xla):
         shifted += not np.array_equal(a[i], images[i])
     assert shifted >= n // 2
     np.testing.assert_allclose(x.numpy(), p + m * (a - p), atol=1e-6)
+
+
+def _view_index(view, image):
+    """Which of `_flip_translates(image)` `view` is (random images: one)."""
+    found = [j for j, v in enumerate(_flip_translates(image, 0.125)) if np.array_equal(view, v)]
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_shared_augmentation_gives_each_view_one_flip_and_shift(shared):
+    n = 16
+    images = np.random.RandomState(3).rand(n, 12, 10, 3).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(n) % 4]
+    layer = km.MiAMix(seed=2, shared_augmentation=shared)
+    draws_a, draws_b = set(), set()
+    for _ in range(3):  # three batches
+        _, info = layer((images, y), return_info=True)
+        a, p = np.asarray(info["anchor_view"]), np.asarray(info["partner_view"])
+        partner = np.asarray(info["partner_index"])
+        ia = {_view_index(a[i], images[i]) for i in range(n)}
+        ib = {_view_index(p[i], images[partner[i]]) for i in range(n)}
+        if shared:
+            assert len(ia) == 1 and len(ib) == 1
+        else:
+            assert len(ia) > 4 and len(ib) > 4
+        draws_a |= ia
+        draws_b |= ib
+    assert len(draws_a) > 1 and len(draws_b) > 1  # batches still differ
+    clone = km.MiAMix.from_config(layer.get_config())
+    assert clone.shared_augmentation is shared
+    with pytest.raises(ValueError, match="shared_augmentation"):
+        km.MiAMix(shared_augmentation=True, augmentation=None)
+
+
+def test_smoothing_windows_scale_with_the_image():
+    from keras_miamix.ops.mask_augment import box_filter
+    from keras_miamix.ops.mask_augment import smoothing_windows
+
+    assert smoothing_windows(32, 32) == (3, 5)
+    assert smoothing_windows(64, 48) == (3, 5)
+    assert smoothing_windows(64, 64) == (3, 5, 7)
+    assert smoothing_windows(224, 224) == tuple(range(3, 28, 2))
+    with pytest.raises(ValueError, match="smoothing_windows"):
+        smoothing_windows(tf.constant(32), 32)
+    # At 96 px every smoothed CutMix mask is its raw mask filtered by one of
+    # the windows 3..11, and the larger ones are drawn too.
+    layer = km.MiAMix(methods=("cutmix",), weights=(1,), k_choices=(1,), p_aug=0.0,
+                      p_smooth=1.0, augmentation=None, seed=1)
+    x = np.random.RandomState(0).rand(24, 96, 96, 3).astype("float32")
+    _, info = layer((x, np.eye(4, dtype="float32")[np.arange(24) % 4]), return_info=True)
+    raw = np.asarray(info["raw_layer_masks"])[:, 0]
+    final = np.asarray(info["layer_masks"])[:, 0]
+    used = set()
+    for i in range(24):
+        if raw[i].min() == 1:  # an empty box: nothing to smooth
+            continue
+        fits = [w for w in range(3, 12, 2)
+                if np.allclose(final[i], np.asarray(box_filter(raw[i:i + 1], w))[0], atol=1e-5)]
+        assert len(fits) == 1
+        used |= set(fits)
+    assert max(used) > 5 and len(used) >= 3
+    assert km.MiAMix.from_config(layer.get_config()).smoothing_windows is None
 
 
 def test_default_augmentation_runs_in_xla_and_tf_data():

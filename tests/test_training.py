@@ -284,3 +284,41 @@ def test_offline_message_names_the_choices():
     message = data_lib._offline_message("cifar10", missing)
     assert "pip install importlib_resources" in message and "digits" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("where", ["data", "device"])
+def test_miamix_views_are_the_only_flip_and_crop(where):
+    # MiAMix draws its own two views: the pipeline's flip and crop would come
+    # on top (crops up to 8 px), in the pipeline as on the device.
+    plan = training.trainer.augmentation_plan
+    args, augment = plan(training.TrainConfig(method="miamix", where=where))
+    assert not augment and "augmentation" not in args
+    args, augment = plan(training.TrainConfig(method="cutmix", where=where))
+    assert augment
+    args, augment = plan(training.TrainConfig(method="miamix", where=where, augment=False))
+    assert not augment and args["augmentation"] is None
+    args, augment = plan(training.TrainConfig(
+        method="miamix", where=where, method_args={"augmentation": None}))
+    assert augment  # MiAMix without views of its own: the pipeline's
+
+
+def test_pipeline_and_miamix_share_one_flip_and_crop():
+    # One function, one padding mode (zeros): MiAMix's anchor view of a
+    # batch is the pipeline's augmentation drawn from the same maps.
+    from keras_miamix.ops import augment as aug
+    from keras_miamix.ops.mixing import gather_partners
+
+    images = np.random.RandomState(0).rand(8, 12, 10, 3).astype("float32") + 1
+    seed = np.array([3, 4], "int32")
+    out = np.asarray(aug.random_flip_translate(images, seed))
+    rows, cols = aug.flip_translate_maps(8, 12, 10, seed)
+    np.testing.assert_array_equal(
+        out, np.asarray(gather_partners(images, np.arange(8, dtype="int32"), rows, cols,
+                                        zero_outside=True)))
+    shift = np.asarray(rows)[:, 0] * -1  # rows = r - dy
+    for i in range(8):
+        dy = int(shift[i])
+        zero_rows = out[i, :dy] if dy > 0 else out[i, out.shape[1] + dy:]
+        assert (zero_rows == 0).all()  # zero padding, never a reflection
+        inner = out[i, max(dy, 0):out.shape[1] + min(dy, 0)]
+        assert (inner.max(axis=(1, 2)) > 0).all()

@@ -30,9 +30,11 @@ class MiAMix(BaseMixLayer):
     (Algorithm 1, Table 1). Per sample, all vectorised over the batch:
 
     1. **Pairing.** Two views of the batch, each from its own per-sample random
-       `augmentation`: view A gives the anchors x_i, view B the partners. The
-       partner is a random other sample (a permutation of the batch) or, with
-       probability `p_self`, the sample itself taken from view B.
+       `augmentation` (section 3.2.1: a batch whose images all share one
+       augmentation limits the mixes' diversity; `shared_augmentation=True`
+       is that ablation): view A gives the anchors x_i, view B the partners.
+       The partner is a random other sample (a permutation of the batch) or,
+       with probability `p_self`, the sample itself taken from view B.
     2. **Number, methods and ratios.** k ~ uniform on `k_choices` (default
        {1, ..., k_max}); (lambda_1, ..., lambda_k, lambda_{k+1}) ~
        Dirichlet(alpha, ..., alpha, k * alpha); each of the k masks draws its
@@ -44,13 +46,16 @@ class MiAMix(BaseMixLayer):
        anchor where it is 1. CutMix, FMix and GridMix masks are rotated by
        U(-15, 15) degrees and sheared by U(-10, 10) degrees about the centre
        with probability `p_aug`, and smoothed by an average filter of a random
-       odd window (3 or 5 by default) with probability `p_smooth`; MixUp and
+       odd window (by default from 3 to max(5, side // 8): 3 or 5 at 32 px,
+       up to 27 at 224 px) with probability `p_smooth`; MixUp and
        AGMix masks never are (section 3.2.3). The paper gives no angles or
        windows: these defaults follow the project's method notes. Pixels
        rotated in from outside keep the anchor.
-    4. **Merge and output.** `merge="mul"` multiplies the k masks (eq. 10);
-       `merge="sum"` adds the partner shares and clips them,
-       `1 - clip(sum_j (1 - mask_j), 0, 1)`. The label weight is the merged
+    4. **Merge and output.** `merge="mul"` multiplies the k masks (eq. 10):
+       the partner's regions add up. `merge="sum"` is eq. 11 as written,
+       `clip(sum_j mask_j, 0, 1)`: the anchor's regions add up, so the
+       partner shows only where every mask shows it (Table 7 finds it worse;
+       `ops.miamix.merge_masks`). The label weight is the merged
        mask's mean (`lambda_mode="merged"`, eq. 12) or the sampled anchor
        share lambda_{k+1} (`lambda_mode="orig"`, Table 7's ablation, whose
        labels then do not match the pixels). Then
@@ -77,7 +82,8 @@ class MiAMix(BaseMixLayer):
         lambda_mode: "merged" (default) or "orig".
         augmentation: the per-sample augmentation giving the two views:
             "default" (random horizontal flip and random translation by up to
-            1/8 of each side with reflection, XLA-compatible), None (no
+            1/8 of each side with zero padding, XLA-compatible: the training
+            pipeline's own flip and crop, `ops.augment`), None (no
             augmentation: both views are the input), a Keras layer (e.g. a
             `keras.Sequential` of random layers; called with `training=True`)
             or a callable on a batch of float images. With segmentation masks,
@@ -85,7 +91,13 @@ class MiAMix(BaseMixLayer):
         max_angle: rotation range of mask augmentation, degrees. Defaults to 15.
         max_shear: shear range of mask augmentation, degrees. Defaults to 10.
         smoothing_windows: odd window sizes of the smoothing filter. Defaults
-            to (3, 5).
+            to None: the odd sizes from 3 to max(5, min(H, W) // 8) of the
+            input (the project's method notes; (3, 5) at 32 px), which needs
+            images of a static size.
+        shared_augmentation: with the "default" `augmentation`, draw one flip
+            and one shift per view for the whole batch instead of one per
+            sample (the paper's ablation of per-sample augmentation, section
+            3.2.1). Defaults to False.
         num_classes, label_smoothing, data_format, seed: see `MixUp`.
 
     With `return_info=True` the info dict also holds "k", "methods",
@@ -120,7 +132,8 @@ class MiAMix(BaseMixLayer):
         augmentation="default",
         max_angle=15.0,
         max_shear=10.0,
-        smoothing_windows=(3, 5),
+        smoothing_windows=None,
+        shared_augmentation=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -157,12 +170,14 @@ class MiAMix(BaseMixLayer):
                 "`lambda_mode` must be 'merged' or 'orig'; received "
                 f"lambda_mode={lambda_mode!r}."
             )
-        windows = tuple(int(w) for w in smoothing_windows)
-        if not windows or any(w < 1 or w % 2 == 0 for w in windows):
-            raise ValueError(
-                "`smoothing_windows` must be odd sizes >= 1; received "
-                f"smoothing_windows={smoothing_windows!r}."
-            )
+        windows = None
+        if smoothing_windows is not None:
+            windows = tuple(int(w) for w in smoothing_windows)
+            if not windows or any(w < 1 or w % 2 == 0 for w in windows):
+                raise ValueError(
+                    "`smoothing_windows` must be odd sizes >= 1 or None; received "
+                    f"smoothing_windows={smoothing_windows!r}."
+                )
         if isinstance(augmentation, dict):
             augmentation = keras.saving.deserialize_keras_object(augmentation)
         if not (augmentation is None or augmentation == "default" or callable(augmentation)):
@@ -185,6 +200,12 @@ class MiAMix(BaseMixLayer):
         self.max_angle = float(max_angle)
         self.max_shear = float(max_shear)
         self.smoothing_windows = windows
+        if shared_augmentation and augmentation != "default":
+            raise ValueError(
+                "`shared_augmentation=True` needs the 'default' `augmentation` (a "
+                "custom augmentation draws as it does); received "
+                f"augmentation={augmentation!r}.")
+        self.shared_augmentation = bool(shared_augmentation)
 
     def _views(self, images, seg, seed):
         """The anchor's view (and its segmentation masks), the batch the
@@ -205,17 +226,24 @@ class MiAMix(BaseMixLayer):
         if aug == "default":
             batch = kb.shape(images)[0]
             height, width = _spatial_size(images)
-            # Anchor and partner maps from one draw over 2B rows.
-            rows, cols = flip_translate_maps(2 * batch, height, width, seed)
-            rows_a, rows_b = rows[:batch], rows[batch:]
-            cols_a, cols_b = cols[:batch], cols[batch:]
+            if self.shared_augmentation:
+                # One flip and shift per view, shared by the batch.
+                rows_a, cols_a = flip_translate_maps(
+                    batch, height, width, fold_seed(seed, 1), per_sample=False)
+                rows_b, cols_b = flip_translate_maps(
+                    batch, height, width, fold_seed(seed, 2), per_sample=False)
+            else:
+                # Anchor and partner maps from one draw over 2B rows.
+                rows, cols = flip_translate_maps(2 * batch, height, width, seed)
+                rows_a, rows_b = rows[:batch], rows[batch:]
+                cols_a, cols_b = cols[:batch], cols[batch:]
             identity = kb.numpy.arange(batch, dtype="int32")
-            view_a = gather_partners(images, identity, rows_a, cols_a)
+            view_a = gather_partners(images, identity, rows_a, cols_a, zero_outside=True)
             seg_a = None
             if seg is not None:
                 squeeze = kb.rank(seg) == 3
                 seg4 = seg[..., None] if squeeze else seg
-                seg_a = gather_partners(seg4, identity, rows_a, cols_a)
+                seg_a = gather_partners(seg4, identity, rows_a, cols_a, zero_outside=True)
                 seg_a = seg_a[..., 0] if squeeze else seg_a
             return view_a, images, seg_a, seg, rows_b, cols_b
         if seg is not None:
@@ -270,6 +298,7 @@ class MiAMix(BaseMixLayer):
             source_rows=rows,
             source_cols=cols,
             label_weight=label_weight,
+            zero_outside=rows is not None,
         )
         info = {
             "masks": plan["masks"],
@@ -310,6 +339,7 @@ class MiAMix(BaseMixLayer):
                 "max_angle": self.max_angle,
                 "max_shear": self.max_shear,
                 "smoothing_windows": self.smoothing_windows,
+                "shared_augmentation": self.shared_augmentation,
             }
         )
         return config

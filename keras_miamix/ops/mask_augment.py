@@ -162,16 +162,25 @@ def smoothing_windows(height, width, max_window=None):
     """Odd window sizes MiAMix draws from: 3, 5, ... up to about side / 8.
 
     The paper gives no sizes; following the project's method notes the
-    candidates are the odd sizes from 3 to max(5, min(H, W) // 8).
+    candidates are the odd sizes from 3 to max(5, min(H, W) // 8): (3, 5) at
+    32 px, (3, 5, 7) at 64 px, 3 to 27 at 224 px, so the smoothing of the
+    mixing edge grows with the image. The size must be static (Python ints),
+    as the windows set the filter's shape.
     """
+    if not (isinstance(height, int) and isinstance(width, int)):
+        raise ValueError(
+            "MiAMix's default `smoothing_windows` scale with the image size, which "
+            "this graph does not know statically; pass `smoothing_windows` (odd "
+            "sizes, e.g. (3, 5)) or give the images a fixed size. Received "
+            f"height={height!r}, width={width!r}.")
     if max_window is None:
         max_window = max(5, min(height, width) // 8)
-    return list(range(3, max_window + 1, 2))
+    return tuple(range(3, max_window + 1, 2))
 
 
 def random_box_filter(masks, seed, windows):
     """Box filter whose odd window is drawn per sample uniformly from `windows`
-    (the default candidates are 3 and 5); see `_box_filter`."""
+    (MiAMix's default candidates: `smoothing_windows`); see `_box_filter`."""
     batch = kb.shape(masks)[0]
     windows = [int(w) for w in windows]
     pick = uniform([batch], seed, 0, len(windows), dtype="int32")

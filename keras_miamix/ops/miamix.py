@@ -15,8 +15,11 @@ Reading of the paper followed here (the issue that specified the layer):
 * CutMix, FMix and GridMix masks are rotated and sheared with probability
   `p_aug` and smoothed with probability `p_smooth`; MixUp and AGMix (and GMix)
   masks never are (section 3.2.3).
-* merge "mul": the product of the k masks (eq. 10); "sum": the partner shares
-  added and clipped, `1 - clip(sum_j (1 - mask_j), 0, 1)`.
+* merge "mul": the product of the k masks (eq. 10); "sum": eq. 11 as written,
+  the k masks added and clipped, `clip(sum_j mask_j, 0, 1)` (`merge_masks`).
+* smoothing windows: the odd sizes from 3 to max(5, min(H, W) // 8) by
+  default (the method notes), so the smoothing grows with the image: (3, 5)
+  at 32 px, 3 to 27 at 224 px.
 
 All samples of a batch are handled at once, with their own k, methods, ratios
 and masks, and each method's generator runs only on the (B * K) layer rows
@@ -52,6 +55,7 @@ from keras_miamix import backend as kb
 from keras_miamix.backend import numpy as knp
 from keras_miamix.ops.mask_augment import random_box_filter
 from keras_miamix.ops.mask_augment import random_rotate_shear
+from keras_miamix.ops.mask_augment import smoothing_windows as size_windows
 from keras_miamix.ops.masks import MASK_GENERATORS
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import in_xla_context
@@ -311,6 +315,34 @@ def sample_mask_plan(batch_size, seed, alpha, k_choices, num_methods, weights):
     return k, methods, lambdas
 
 
+def merge_masks(layer_masks, active, merge="mul"):
+    """The merged mask of each sample from its k layer masks (section 3.2.4).
+
+    Args:
+        layer_masks: (B, K, H, W, 1) masks, 1 keeping the anchor (the masks of
+            eq. 7 and 13); layers beyond a sample's k are all ones.
+        active: (B, K) bool, the sample's first k layers.
+        merge: "mul", the product of the masks (eq. 10): a pixel keeps the
+            anchor only where every layer keeps it, so the partner's regions
+            add up (their union for hard masks). "sum", eq. 11 as written:
+            `clip(sum_j mask_j, 0, 1)` over the k active layers: a pixel
+            keeps the anchor where any layer keeps it, so the partner shows
+            only where every layer shows it (their intersection for hard
+            masks), and soft masks add up to the anchor. Both give the k = 1
+            mask itself. (Summing the partner shares instead,
+            `1 - clip(sum_j (1 - mask_j))`, would equal "mul" on hard masks.)
+
+    Returns:
+        (B, H, W, 1) merged masks.
+    """
+    if merge == "mul":
+        return knp.prod(layer_masks, axis=1)
+    if merge == "sum":
+        weights = kb.cast(active, layer_masks.dtype)[:, :, None, None, None]
+        return knp.clip(knp.sum(layer_masks * weights, axis=1), 0.0, 1.0)
+    raise ValueError(f"`merge` must be 'mul' or 'sum'; received merge={merge!r}.")
+
+
 def multi_stage_masks(
     batch_size,
     height,
@@ -325,7 +357,7 @@ def multi_stage_masks(
     merge="mul",
     max_angle=15.0,
     max_shear=10.0,
-    smoothing_windows=(3, 5),
+    smoothing_windows=None,
     method_kwargs=None,
 ):
     """MiAMix's stages 2-4 for a batch: number, methods, ratios, masks, merge.
@@ -343,7 +375,10 @@ def multi_stage_masks(
         p_smooth: probability that such a mask is smoothed.
         merge: "mul" or "sum".
         max_angle, max_shear: rotation and shear ranges in degrees.
-        smoothing_windows: odd window sizes of the average filter.
+        smoothing_windows: odd window sizes of the average filter; None: the
+            odd sizes from 3 to max(5, min(H, W) // 8)
+            (`ops.mask_augment.smoothing_windows`), which needs a static
+            height and width.
         method_kwargs: optional dict of extra arguments per method name.
 
     Returns:
@@ -353,6 +388,8 @@ def multi_stage_masks(
         "rotated" (B, K) and "smoothed" (B, K) booleans.
     """
     method_kwargs = method_kwargs or {}
+    if smoothing_windows is None:
+        smoothing_windows = size_windows(height, width)
     max_k = max(k_choices)
     k, method_idx, lambdas = sample_mask_plan(
         batch_size, fold_seed(seed, 1), alpha, k_choices, len(methods), weights
@@ -439,12 +476,7 @@ def multi_stage_masks(
             layer_masks = augment(raw_layer_masks, rotated, smoothed, 0, share)
 
     layer_masks = knp.reshape(layer_masks, (batch_size, max_k, height, width, 1))
-    if merge == "mul":
-        merged = knp.prod(layer_masks, axis=1)
-    elif merge == "sum":
-        merged = 1.0 - knp.clip(knp.sum(1.0 - layer_masks, axis=1), 0.0, 1.0)
-    else:
-        raise ValueError(f"`merge` must be 'mul' or 'sum'; received merge={merge!r}.")
+    merged = merge_masks(layer_masks, method_idx >= 0, merge)
     return {
         "masks": merged,
         "layer_masks": layer_masks,

@@ -26,23 +26,35 @@ def label_weights(masks):
     return knp.mean(masks, axis=(1, 2, 3))
 
 
-def gather_partners(images, partner_index, source_rows=None, source_cols=None):
+def gather_partners(images, partner_index, source_rows=None, source_cols=None,
+                    zero_outside=False):
     """The partner of every sample, `images[partner_index]`.
 
     With `source_rows` (B, H) and `source_cols` (B, W), output pixel (r, c) of
     sample b takes pixel `(source_rows[b, r], source_cols[b, c])` of its partner
-    (a separable map such as ResizeMix's resize), in one gather of pixels.
-    (Gathering whole rows, transposing and gathering again was measured too: no
-    faster in `tf.function` and up to 5x slower under XLA on CPU.)
+    (a separable map such as ResizeMix's resize or the flip-and-crop of
+    `ops.augment`), in one gather of pixels. With `zero_outside`, pixels whose
+    map points outside the image are 0 (the zero padding of a crop); else the
+    maps must lie inside it. (Gathering whole rows, transposing and gathering
+    again was measured too: no faster in `tf.function` and up to 5x slower
+    under XLA on CPU.)
     """
     if source_rows is None:
         return kb.gather(images, partner_index)
     shape = kb.shape(images)
     height, width = shape[1], shape[2]
+    if zero_outside:
+        valid = (((source_rows >= 0) & (source_rows < height))[:, :, None]
+                 & ((source_cols >= 0) & (source_cols < width))[:, None, :])
+        source_rows = knp.minimum(knp.maximum(source_rows, 0), height - 1)
+        source_cols = knp.minimum(knp.maximum(source_cols, 0), width - 1)
     index = (partner_index[:, None, None] * (height * width)
              + source_rows[:, :, None] * width + source_cols[:, None, :])
     flat = knp.reshape(images, (-1, shape[3]))
-    return knp.reshape(kb.gather(flat, index), shape)
+    out = knp.reshape(kb.gather(flat, index), shape)
+    if zero_outside:
+        out = knp.where(valid[..., None], out, knp.zeros_like(out))
+    return out
 
 
 def mix_labels(labels, weights, partner_index):
@@ -65,6 +77,7 @@ def mix_batch(
     source_rows=None,
     source_cols=None,
     label_weight=None,
+    zero_outside=False,
 ):
     """Mixes a channels-last batch with per-sample masks.
 
@@ -83,6 +96,8 @@ def mix_batch(
             masks are taken from; defaults to `segmentation_masks`.
         source_rows, source_cols: optional (B, H) and (B, W) separable pixel
             map into the partner (ResizeMix's resized paste).
+        zero_outside: the partner pixels whose map points outside the image
+            are 0 (MiAMix's zero-padded partner views); see `gather_partners`.
         label_weight: optional (B,) anchor weight for labels and sample
             weights; defaults to the mask's mean. Only MiAMix's
             `lambda_mode="orig"` ablation passes its sampled lambda here.
@@ -94,7 +109,8 @@ def mix_batch(
     """
     if partner_images is None:
         partner_images = images
-    partner = gather_partners(partner_images, partner_index, source_rows, source_cols)
+    partner = gather_partners(partner_images, partner_index, source_rows, source_cols,
+                              zero_outside)
     m = kb.cast(masks, images.dtype)
     if kb.rank(m) == 4 and m.shape[1] == 1 and m.shape[2] == 1:
         # A per-sample constant: two cheap broadcasts beat the form below
@@ -117,7 +133,8 @@ def mix_batch(
         squeeze = kb.rank(seg) == 3
         if squeeze:
             seg, seg_source = seg[..., None], seg_source[..., None]
-        seg_partner = gather_partners(seg_source, partner_index, source_rows, source_cols)
+        seg_partner = gather_partners(seg_source, partner_index, source_rows, source_cols,
+                                      zero_outside)
         keep = knp.broadcast_to(masks >= 0.5, tuple(kb.shape(seg)[:3]) + (1,))
         seg = knp.where(keep, seg, seg_partner)
         out["segmentation_masks"] = seg[..., 0] if squeeze else seg

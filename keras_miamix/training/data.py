@@ -127,7 +127,8 @@ def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=T
                    data_service=None, processing_mode="distributed_epoch"):
     """The training pipeline: shuffle, batch, float pixels 0..255, the CIFAR
     augmentation (random flip and 4-pixel pad-and-crop, zero padding, drawn
-    per sample from stateless seeds), then the mixing layer if any.
+    per sample from stateless seeds: `ops.augment.random_flip_translate`,
+    the function MiAMix's own views use), then the mixing layer if any.
 
     Labels come out one-hot (mixed by the layer when there is one). The mixing
     layer runs as one sequential map so that a `seed` gives the same batches
@@ -163,8 +164,7 @@ def train_pipeline(data, batch_size, seed=0, augment=True, mixer=None, shuffle=T
             with kb.use("tensorflow"):
                 step_seed = fold_seed(tf.stack([tf.cast(seed, tf.int32),
                                                 tf.cast(index, tf.int32)]), content_salt(images))
-                images = random_flip_translate(images, step_seed, max_shift=shift,
-                                               fill="constant")
+                images = random_flip_translate(images, step_seed, max_shift=shift)
         return images, tf.one_hot(batch[1], num_classes)
 
     ds = ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

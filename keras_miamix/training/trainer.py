@@ -44,8 +44,10 @@ class TrainConfig:
         min_lr: the floor of the cosine decay; None: the method's default
             (`methods.DEFAULT_MIN_LR`: 1e-3 for AutoMix, its paper's CIFAR-10
             value; 0 for the others).
-        augment: random flip and 4-pixel pad-and-crop before mixing (MiAMix
-            in the pipeline makes its own two augmented views instead).
+        augment: random flip and 4-pixel pad-and-crop before mixing. MiAMix
+            (with `--where data` or `device`) makes its own two views with the
+            same flip and crop instead; with `augment=False` it gets
+            `augmentation=None` unless `method_args` says otherwise.
         steps_per_epoch: optional cap on the steps of an epoch (quick runs).
         seed: seeds the shuffling, the augmentation, the method and the
             weights' initialisation.
@@ -121,6 +123,22 @@ class TrainResult:
     data: data_lib.ImageData
 
 
+def augmentation_plan(config):
+    """(method_args, pipeline_augments): who flips and crops the images.
+
+    The pipeline does (`data.train_pipeline`), except for MiAMix, which makes
+    its own two views with the same flip and crop in the pipeline or on the
+    device (`--where device`), where the pipeline's would come on top of
+    them. With `augment=False` nothing does: MiAMix then gets
+    `augmentation=None` unless `method_args` sets it.
+    """
+    method_args = dict(config.method_args)
+    if config.method == "miamix" and not config.augment:
+        method_args.setdefault("augmentation", None)
+    augment = config.augment and not methods_lib.makes_own_views(config.method, method_args)
+    return method_args, augment
+
+
 def train(config, data=None, callbacks=None):
     """Trains one method on one dataset; see the module docstring.
 
@@ -144,11 +162,10 @@ def train(config, data=None, callbacks=None):
     classifier = methods_lib.build_classifier(
         config.model, data.num_classes, data.image_shape, (data.mean, data.std),
         config.weight_decay)
+    method_args, augment = augmentation_plan(config)
     model, mixer = methods_lib.build_training_model(
-        config.method, classifier, data.num_classes, config.where, config.method_args,
+        config.method, classifier, data.num_classes, config.where, method_args,
         config.seed, total_steps, config.weight_decay)
-    # MiAMix makes its own two augmented views of the batch.
-    augment = config.augment and not (config.method == "miamix" and config.where == "data")
     train_ds = data_lib.train_pipeline(
         data, config.batch_size, config.seed, augment, mixer,
         data_service=config.data_service)
