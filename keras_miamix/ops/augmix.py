@@ -112,8 +112,9 @@ def autocontrast_lut(hist):
 def equalize_lut(hist):
     """`ImageOps.equalize(image)` as (N, C, 256) tables (Pillow 13: step =
     (count - count of the top level) // 255; older releases, which the
-    official AugMix ran with, divided by 256): `(step // 2 + count below i) // step`, the identity where a channel
-    has one level or step is 0."""
+    official AugMix ran with, divided by 256):
+    `(step // 2 + count below i) // step`, the identity where a channel has
+    one level or step is 0."""
     levels = knp.arange(256, dtype="int32")
     total = knp.sum(hist, axis=-1, keepdims=True)
     present = hist > 0
