@@ -170,14 +170,6 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
                               **method_args), None
 
 
-def makes_own_views(method, method_args=None):
-    """Whether the method augments the images itself, so that the pipeline's
-    flip and crop must be left out (in the pipeline and on the device alike):
-    MiAMix draws its own two views with the same flip and crop unless its
-    `augmentation` is None."""
-    return method == "miamix" and (method_args or {}).get("augmentation", "default") is not None
-
-
 def make_mixer(method, num_classes=None, method_args=None, seed=None):
     """A mixing layer by name, its constructor validating `method_args`."""
     cls = LAYER_METHODS[method]

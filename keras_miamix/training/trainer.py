@@ -135,8 +135,9 @@ def augmentation_plan(config):
     method_args = dict(config.method_args)
     if config.method == "miamix" and not config.augment:
         method_args.setdefault("augmentation", None)
-    augment = config.augment and not methods_lib.makes_own_views(config.method, method_args)
-    return method_args, augment
+    own_views = config.method == "miamix" and method_args.get("augmentation",
+                                                              "default") is not None
+    return method_args, config.augment and not own_views
 
 
 def train(config, data=None, callbacks=None):
