@@ -21,6 +21,9 @@ The primitives below take and return the active backend's tensors:
 * `gather`, `cumsum` (exclusive and reverse), `segment_sum` (negative ids
   dropped), `cond`: thin and, on TensorFlow, exactly the ops the library used
   before it ran on other backends, so its TensorFlow graphs did not change.
+* `switch`, `fori_loop`, `input_gradient` (a gradient with respect to the
+  input inside a training step) and `host_call` (NumPy code on the host):
+  what PuzzleMix's step needs on each backend.
 * `in_xla_context`, `static_shapes`, `in_tf_data_function`: which code path a
   function takes while it is traced.
 """
@@ -276,6 +279,91 @@ def cond(pred, true_fn, false_fn):
     return true_fn() if bool(pred) else false_fn()
 
 
+def switch(index, branches):
+    """`branches[index]()`: `tf.switch_case` / `jax.lax.switch`; PyTorch
+    calls the chosen branch eagerly. Every branch returns the same shapes."""
+    backend_name = name()
+    if backend_name == "tensorflow":
+        return _tf().switch_case(index, branches)
+    if backend_name == "jax":
+        import jax
+
+        return jax.lax.switch(index, [lambda _, f=f: f() for f in branches], None)
+    return branches[int(index)]()
+
+
+def fori_loop(count, body, init):
+    """`init` passed through `body(i, value)` `count` (a static int) times:
+    a `tf.while_loop` / `jax.lax.fori_loop`, a Python loop on PyTorch."""
+    backend_name = name()
+    if backend_name == "tensorflow":
+        tf = _tf()
+        _, out = tf.while_loop(lambda i, _: i < count, lambda i, v: (i + 1, body(i, v)),
+                               (tf.constant(0), init))
+        return out
+    if backend_name == "jax":
+        import jax
+
+        return jax.lax.fori_loop(0, count, body, init)
+    value = init
+    for i in range(count):
+        value = body(i, value)
+    return value
+
+
+def input_gradient(fn, x):
+    """`(d fn(x)[0] / dx, fn(x)[1])` for `fn` returning (scalar, aux), the
+    gradient cut from any outer differentiation (`aux` keeps its own).
+
+    TensorFlow records `fn` on a nested `GradientTape`, JAX takes
+    `jax.value_and_grad(..., has_aux=True)`, PyTorch `torch.autograd.grad`
+    with the graph kept, so that `aux` (a loss the caller adds) still
+    carries the gradients of the weights.
+    """
+    backend_name = name()
+    if backend_name == "tensorflow":
+        tf = _tf()
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value, aux = fn(x)
+        return tf.stop_gradient(tape.gradient(value, x)), aux
+    if backend_name == "jax":
+        import jax
+
+        (_, aux), grad = jax.value_and_grad(fn, has_aux=True)(x)
+        return jax.lax.stop_gradient(grad), aux
+    import torch
+
+    leaf = x.detach().requires_grad_(True)
+    value, aux = fn(leaf)
+    (grad,) = torch.autograd.grad(value, leaf, retain_graph=True)
+    return grad.detach(), aux
+
+
+def host_call(fn, args, shape, dtype):
+    """`fn(*numpy arrays)` on the host, returning an array of a static
+    `shape` and `dtype`: `tf.numpy_function` (no XLA kernel), JAX's
+    `pure_callback`, NumPy directly on PyTorch."""
+    import numpy as np
+
+    backend_name = name()
+    if backend_name == "tensorflow":
+        tf = _tf()
+        out = tf.numpy_function(lambda *a: np.asarray(fn(*a), dtype), list(args), dtype,
+                                stateful=False)
+        return tf.ensure_shape(out, shape)
+    if backend_name == "jax":
+        import jax
+
+        return jax.pure_callback(lambda *a: np.asarray(fn(*[np.asarray(v) for v in a]), dtype),
+                                 jax.ShapeDtypeStruct(tuple(shape), dtype), *args)
+    import torch
+
+    device = args[0].device
+    out = fn(*[a.detach().cpu().numpy() for a in args])
+    return torch.as_tensor(np.asarray(out, dtype), device=device)
+
+
 def bitcast_float_to_int32(x):
     """The bit pattern of float32 values as int32."""
     backend_name = name()
@@ -391,7 +479,8 @@ def _exclude_from_autograph():
     module_globals = globals()
     for fn_name in ("name", "is_tensorflow", "module", "convert", "cast", "is_tensor",
                     "dtype_name", "shape", "rank", "gather", "batch_gather", "cumsum",
-                    "segment_sum", "cond", "bitcast_float_to_int32", "uniform", "normal",
+                    "segment_sum", "cond", "switch", "fori_loop", "input_gradient",
+                    "host_call", "bitcast_float_to_int32", "uniform", "normal",
                     "amax", "amin", "in_xla_context", "static_shapes", "in_tf_graph",
                     "in_tf_data_function"):
         module_globals[fn_name] = tf.autograph.experimental.do_not_convert(
