@@ -51,6 +51,9 @@ setup(
             # saliency (SaliencyMix) and Pillow's operations (AugMix).
             "opencv-contrib-python-headless>=4.10",
             "pillow>=13",
+            # PuzzleMix's official graph cut; wheels for CPython 3.11 on
+            # x86-64 only (the tests skip it elsewhere).
+            "gco-wrapper>=3.0.9; python_version == '3.11' and platform_machine == 'x86_64'",
             # The other Keras backends, which the test command also runs.
             "jax[cpu]>=0.10",
             "torch>=2.14",

@@ -20,9 +20,10 @@ for Optimal Mixup", ICML 2020, as the official code (snu-mllab/PuzzleMix,
    `labelling_energy` is the grid energy that gco minimises:
    unary + sum over borders of weight * (l_p - l_q)^2 / (n_labels - 1)^2.
 4. Solvers: `icm_labels` (the default, pure backend ops, vectorised over the
-   batch, XLA-compatible): checkerboard iterated conditional modes started
-   from the unary minimum and from every constant labelling, the lowest
-   final energy kept; `gco_labels` runs gco-wrapper's alpha-beta swap on
+   batch, XLA-compatible): iterated conditional modes whose moves solve
+   whole rows and columns exactly (dynamic programming on each line given
+   its neighbours), started from the unary minimum and from every constant
+   labelling, the lowest final energy kept; `gco_labels` runs gco-wrapper's alpha-beta swap on
    the host, on the official integer costs (`solver="gco"`).
 5. `mask_transport` / `transport_blocks`: the official greedy transport of
    each image's salient blocks into the region its mask keeps (the partner's
@@ -212,28 +213,46 @@ def labelling_energy(costs, terms, labels):
     return unary + knp.sum(rows_w * d_rows, axis=(1, 2)) + knp.sum(cols_w * d_cols, axis=(1, 2))
 
 
-def _local_costs(costs, rows_w, cols_w, labels, table):
-    """Each cell's cost of each label given its neighbours' labels."""
+def _vertical_costs(costs, rows_w, labels, table):
+    """Each cell's cost of each label given the labels of the rows above and
+    below it (the cells of a row are then a chain)."""
     n_labels = costs.shape[-1]
-    pair = knp.matmul(kb.nn.one_hot(labels, n_labels, axis=-1), table)  # (B, n, n, K)
-    rw, cw = rows_w[..., None], cols_w[..., None]
+    pair = knp.matmul(kb.nn.one_hot(labels, n_labels, axis=-1), table)  # (S, n, n, K)
+    rw = rows_w[..., None]
     zero_row = knp.zeros_like(pair[:, :1])
-    zero_col = knp.zeros_like(pair[:, :, :1])
     above = knp.concatenate([zero_row, rw * pair[:, :-1]], axis=1)
     below = knp.concatenate([rw * pair[:, 1:], zero_row], axis=1)
-    left = knp.concatenate([zero_col, cw * pair[:, :, :-1]], axis=2)
-    right = knp.concatenate([cw * pair[:, :, 1:], zero_col], axis=2)
-    return costs + above + below + left + right
+    return costs + above + below
+
+
+def _chain_minimum(unary, weights, table):
+    """The exact minimum of every row of (S, R, C, K) costs as a chain whose
+    neighbours (c, c + 1) cost weights[..., c] * table[l, l'], by dynamic
+    programming (Viterbi). Returns int32 labels (S, R, C)."""
+    cols = unary.shape[2]
+    best = unary[:, :, 0]
+    back = []
+    for c in range(1, cols):
+        step = best[..., :, None] + weights[:, :, c - 1, None, None] * table  # (S, R, K, K)
+        back.append(kb.cast(knp.argmin(step, axis=-2), "int32"))
+        best = unary[:, :, c] + knp.min(step, axis=-2)
+    label = kb.cast(knp.argmin(best, axis=-1), "int32")
+    labels = [label]
+    for pointers in reversed(back):
+        label = knp.take_along_axis(pointers, label[..., None], axis=-1)[..., 0]
+        labels.append(label)
+    return knp.stack(labels[::-1], axis=2)
 
 
 def icm_labels(costs, terms, sweeps=8):
-    """Minimises `labelling_energy` by checkerboard iterated conditional
-    modes: the cells of one colour of the checkerboard, independent given the
-    others, each take their cheapest label at once; then the other colour;
-    `sweeps` times. No step raises the energy. It runs from the unary minimum
-    and from every constant labelling (batched together) and keeps each
-    sample's lowest final energy. Returns int32 labels (B, n, n)."""
-    batch, n, _, n_labels = costs.shape
+    """Minimises `labelling_energy` by block iterated conditional modes on
+    lines: the even rows, independent chains given the odd rows, each take
+    their exact minimum at once (`_chain_minimum`); then the odd rows, the
+    even columns and the odd columns; `sweeps` times. No move raises the
+    energy, and each includes every single-cell move. It runs from the unary
+    minimum and from every constant labelling (batched together) and keeps
+    each sample's lowest final energy. Returns int32 labels (B, n, n)."""
+    n, n_labels = costs.shape[1], costs.shape[-1]
     batch = kb.shape(costs)[0]
     starts = n_labels + 1
     rows_w, cols_w = _edge_weights(terms)
@@ -243,22 +262,26 @@ def icm_labels(costs, terms, sweeps=8):
     constant = [knp.full_like(first, i) for i in range(n_labels)]
     labels = knp.concatenate([first, *constant], axis=0)
     table = kb.convert(pairwise_table(n_labels))
-    parity = np.add.outer(np.arange(n), np.arange(n)) % 2
-    colours = [kb.convert(parity == c) for c in (0, 1)]
+    parity = [kb.convert((np.arange(n) % 2 == p)[None, :, None]) for p in (0, 1)]
+    t_costs = knp.transpose(all_costs, (0, 2, 1, 3))
+    t_rows, t_cols = knp.transpose(all_cols, (0, 2, 1)), knp.transpose(all_rows, (0, 2, 1))
 
-    def half_sweep(labels, colour):
-        local = _local_costs(all_costs, all_rows, all_cols, labels, table)
-        best = kb.cast(knp.argmin(local, axis=-1), "int32")
-        return knp.where(colour[None], best, labels)
+    def lines(labels, line_costs, between, along, which):
+        local = _vertical_costs(line_costs, between, labels, table)
+        return knp.where(which, _chain_minimum(local, along, table), labels)
 
     def sweep(_, labels):
-        return half_sweep(half_sweep(labels, colours[0]), colours[1])
+        for p in parity:
+            labels = lines(labels, all_costs, all_rows, all_cols, p)
+        labels = knp.transpose(labels, (0, 2, 1))
+        for p in parity:
+            labels = lines(labels, t_costs, t_rows, t_cols, p)
+        return knp.transpose(labels, (0, 2, 1))
 
     labels = kb.fori_loop(int(sweeps), sweep, labels)
     all_terms = {"pairwise_rows": all_rows, "pairwise_cols": all_cols, "beta": 0.0}
     energy = knp.reshape(labelling_energy(all_costs, all_terms, labels), (starts, batch))
     pick = kb.cast(knp.argmin(energy, axis=0), "int32")
-    labels = knp.reshape(labels, (starts, batch, n, n))
     index = pick * batch + kb.cast(knp.arange(batch), "int32")
     return kb.gather(knp.reshape(labels, (-1, n, n)), index)
 
