@@ -5,8 +5,11 @@
     python docs/make_pictures.py --methods saliencymix  # one method's picture only
 
 Writes docs/methods/<method>.png (masks and mixed samples of every mixing
-layer; AugMix's chains), docs/miamix_stages.png, and docs/automix_masks.png: the masks of an
-AutoMix trained through `keras_miamix.training.train`, either for
+layer; AugMix's chains; PuzzleMix's saliency, mask and transport, the
+saliency from `--puzzlemix-classifier`, by default the classifier of the
+benchmark's finished MiAMix run when it is there, else an untrained one),
+docs/miamix_stages.png, and docs/automix_masks.png: the masks of an AutoMix
+trained through `keras_miamix.training.train`, either for
 `--automix-epochs` here or, better, a run of `benchmarks/accuracy.py`
 (`--automix-run benchmarks/results/work/automix-seed0`: its saved model when
 the run has finished, else the weights of its last backup, restored through
@@ -59,6 +62,29 @@ def automix_from_backup(run):
             f"{done} of {planned} epochs (a benchmark run in progress)")
 
 
+PUZZLEMIX_CLASSIFIER = os.path.join(HERE, "..", "benchmarks", "results", "work", "miamix-seed0",
+                                    "model.keras")
+
+
+def puzzlemix_picture(classifier_path, data, images, labels):
+    """PuzzleMix on an 8 x 8 grid, the saliency of a trained classifier."""
+    import keras
+
+    if classifier_path and os.path.exists(classifier_path):
+        classifier = keras.models.load_model(classifier_path)
+        how = "saliency of a trained classifier"
+    else:
+        classifier = training.build_classifier("small_resnet", data.num_classes,
+                                               data.image_shape, (data.mean, data.std))
+        how = "saliency of an untrained classifier"
+    model = km.models.PuzzleMix(classifier, num_classes=data.num_classes, input_std=data.std,
+                                seed=0)
+    rows = [0, 5, 9, 10, 11, 12, 13, 14]
+    return visualization.plot_puzzlemix(
+        model, images[rows], labels[rows], num=3, class_names=data.class_names, seed=5,
+        block_num=8, title=f"PuzzleMix, 8x8 grid ({how})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default=SUBSET if os.path.exists(SUBSET) else "cifar10")
@@ -68,14 +94,22 @@ def main(argv=None):
     parser.add_argument("--automix-run",
                         help="an AutoMix run folder of benchmarks/accuracy.py, finished or not")
     parser.add_argument("--skip-automix", action="store_true")
-    parser.add_argument("--methods", nargs="+", choices=[*training.LAYER_METHODS, "augmix"],
+    parser.add_argument("--puzzlemix-classifier", default=PUZZLEMIX_CLASSIFIER,
+                        help="the trained classifier (.keras) whose saliency PuzzleMix uses")
+    parser.add_argument("--methods", nargs="+",
+                        choices=[*training.LAYER_METHODS, "augmix", "puzzlemix"],
                         help="only these layers' pictures (no MiAMix stages, no AutoMix)")
     args = parser.parse_args(argv)
     data = training.load_data(args.dataset)
     images, labels = data.take_images(32)
     os.makedirs(os.path.join(args.out, "methods"), exist_ok=True)
     picks = [0, 5, 9]  # three anchors, the same for every method
-    for method in args.methods or [*training.LAYER_METHODS, "augmix"]:
+    for method in args.methods or [*training.LAYER_METHODS, "augmix", "puzzlemix"]:
+        if method == "puzzlemix":
+            fig = puzzlemix_picture(args.puzzlemix_classifier, data, images, labels)
+            fig.savefig(os.path.join(args.out, "methods", "puzzlemix.png"), dpi=75)
+            visualization.close(fig)
+            continue
         fig = visualization.plot_method_samples(method, images[picks + list(range(10, 20))],
                                                 labels[picks + list(range(10, 20))],
                                                 data.class_names, num=3, seed=1)

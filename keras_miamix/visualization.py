@@ -327,12 +327,78 @@ def plot_automix_lambdas(displays, lambdas, labels=None, class_names=None, num=4
     return fig
 
 
+def puzzlemix_for_display(model, images, labels=None, seed=0, block_num=None):
+    """One Puzzle Mix batch of a `keras_miamix.models.PuzzleMix` (its
+    classifier's saliency) as numpy: `PuzzleMix.mix(..., return_info=True)`.
+
+    `labels` are class indices or one-hot rows (default: the classifier's
+    predictions); `block_num` fixes the grid (default: drawn as in training).
+    """
+    from keras_miamix.models import PuzzleMix
+
+    if block_num is not None:
+        config = {k: v for k, v in model.get_config().items() if k not in ("model", "name")}
+        config["block_nums"] = (int(block_num),)
+        model = PuzzleMix(model.model, **config)
+    images = np.asarray(images, np.float32)
+    if labels is None:
+        labels = np.argmax(np.asarray(model.model.predict(images, verbose=0)), -1)
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        classes = int(model.model.output_shape[-1])
+        labels = np.eye(classes, dtype=np.float32)[labels]
+    info = model.mix(images, labels.astype(np.float32), np.array([seed, 0], np.int32),
+                     return_info=True)
+    return {k: np.asarray(v) for k, v in info.items()}
+
+
+def plot_puzzlemix(model, images, labels=None, num=6, class_names=None, seed=0, block_num=None,
+                   title=None):
+    """Rows of Puzzle Mix samples: anchor, partner, the anchor's saliency, the
+    solved mask (white = anchor), the transported anchor and partner, and the
+    mixed image with its label weights."""
+    plt = _pyplot()
+    d = puzzlemix_for_display(model, images, labels, seed, block_num)
+    images = np.asarray(images)
+    num = min(num, len(images))
+    partner = d["partner_index"]
+    fig, axes = plt.subplots(num, 7, figsize=(1.8 * 7, 1.95 * num + 0.5), squeeze=False)
+    names = _maybe(labels)
+    for r in range(num):
+        a_name = _class_of(names, r, class_names)
+        p_name = _class_of(names, int(partner[r]), class_names)
+        w = float(d["label_weights"][r])
+        sal = d["saliency"][r]
+        panels = [(_to_display(images[r]), None, f"anchor: {a_name}" if a_name else "anchor"),
+                  (_to_display(images[partner[r]]), None,
+                   f"partner: {p_name}" if p_name else "partner"),
+                  (sal / max(float(sal.max()), 1e-12), "magma", "anchor saliency"),
+                  (d["masks"][r, ..., 0], "gray", "mask (white = anchor)"),
+                  (_to_display(d["anchor_moved"][r]), None, "anchor transported"),
+                  (_to_display(d["partner_moved"][r]), None, "partner transported"),
+                  (_to_display(d["mixed"][r]), None,
+                   f"{a_name} {w:.2f} + {p_name} {1 - w:.2f}" if a_name
+                   else f"label weight {w:.2f}")]
+        for c, (panel, cmap, name) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(name, fontsize=8)
+    grid = int(d["block_num"])
+    fig.suptitle(title or f"PuzzleMix ({grid}x{grid} grid, lambda {float(d['lam'][0]):.2f})",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def plot_method_samples(method, images, labels=None, class_names=None, num=6, mixer=None,
                         method_args=None, seed=0):
     """The picture of one method of `keras_miamix.training.METHODS` on a batch.
 
     Mixing layers (and Keras core's MixUp/CutMix) are built afresh from
-    `method_args` and `seed`; AutoMix needs the trained model as `mixer`;
+    `method_args` and `seed`; AutoMix and PuzzleMix need the (trained)
+    model as `mixer`;
     Manifold Mixup mixes hidden states, so the picture shows its input-level
     case (one of its three mixing points) with its Beta(alpha, alpha) lambda;
     "none" shows the images unmixed.
@@ -354,6 +420,12 @@ def plot_method_samples(method, images, labels=None, class_names=None, num=6, mi
         if mixer is None:
             raise ValueError("AutoMix's masks come from a trained model: pass `mixer=`.")
         return plot_automix_masks(mixer, images, labels, num=num, class_names=class_names)
+    if method == "puzzlemix":
+        if mixer is None:
+            raise ValueError("PuzzleMix's masks follow a classifier's saliency: pass the "
+                             "PuzzleMix model as `mixer=`.")
+        return plot_puzzlemix(mixer, images, labels, num=num, class_names=class_names,
+                              seed=seed)
     if method == "manifold_mixup":
         from keras_miamix.layers import MixUp
 

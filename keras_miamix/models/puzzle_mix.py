@@ -188,9 +188,12 @@ class PuzzleMix(BaseMixTrainer):
                 variable.assign(value)
         return pm.input_saliency(grad, self.input_std), grad, logits
 
-    def mix(self, x, y, seed, training=True):
+    def mix(self, x, y, seed, training=True, return_info=False):
         """One Puzzle Mix batch: (mixed images, mixed labels, label weights,
-        masks (B, H, W, 1), partner indices, clean logits)."""
+        masks (B, H, W, 1), partner indices, clean logits); with
+        `return_info`, a dict of those and the saliency, the grid size and
+        the transported anchors and partners (what `keras_miamix.
+        visualization.plot_puzzlemix` draws)."""
         if self.solver == "gco" and kb.in_xla_context():
             raise ValueError("solver='gco' runs on the host and cannot be compiled by XLA: "
                              "compile with jit_compile=False or use solver='icm'.")
@@ -228,11 +231,18 @@ class PuzzleMix(BaseMixTrainer):
                     solver=self.solver, sweeps=self.sweeps, noise=noise,
                     noise_anchor=None if flags is None else flags[0],
                     noise_partner=None if flags is None else flags[1],
-                    value_range=self.value_range)
+                    value_range=self.value_range, return_moved=True)
             return run
 
-        mixed, masks, weights = kb.switch(pick, [branch(b) for b in sizes])
-        return mixed, mix_labels(y, weights, perm), weights, masks, perm, logits
+        mixed, masks, weights, moved, moved_partner = kb.switch(
+            pick, [branch(b) for b in sizes])
+        y_mixed = mix_labels(y, weights, perm)
+        if return_info:
+            return {"mixed": mixed, "labels": y_mixed, "label_weights": weights,
+                    "masks": masks, "partner_index": perm, "saliency": saliency,
+                    "block_num": kb.gather(kb.convert(sizes, "int32"), pick),
+                    "anchor_moved": moved, "partner_moved": moved_partner, "lam": lam}
+        return mixed, y_mixed, weights, masks, perm, logits
 
     def mixed_forward(self, x, y, sample_weight, training=True):
         seed = next_seed(self.seed_state)

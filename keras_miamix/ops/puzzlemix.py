@@ -398,7 +398,7 @@ def transport_grid(height, width, block_num, t_size):
 def puzzle_mix(images, images01, saliency, partner_index, lam, block_num, *, beta=1.2,
                gamma=0.5, eta=0.2, neigh_size=4, n_labels=3, transport=True, t_eps=0.8,
                t_size=4, solver="icm", sweeps=8, noise=None, noise_anchor=None,
-               noise_partner=None, value_range=(0.0, 255.0)):
+               noise_partner=None, value_range=(0.0, 255.0), return_moved=False):
     """The official `mixup_graph` for one `block_num` (a Python int).
 
     Args:
@@ -416,7 +416,8 @@ def puzzle_mix(images, images01, saliency, partner_index, lam, block_num, *, bet
 
     Returns:
         (mixed images (B, H, W, C), masks (B, H, W, 1): the anchor's share
-        of each pixel, label weights (B,): their means).
+        of each pixel, label weights (B,): their means); with
+        `return_moved`, also the transported anchors and partners.
     """
     height, width = images.shape[1], images.shape[2]
     terms = graph_terms(images01, saliency, partner_index, block_num, beta, gamma,
@@ -442,4 +443,7 @@ def puzzle_mix(images, images01, saliency, partner_index, lam, block_num, *, bet
             sal, partner_index), t_eps), rows, cols)
     mask = nearest_resize(grid, height, width)[..., None]
     mixed = mask * first + (1.0 - mask) * second
-    return mixed, mask, knp.mean(mask, axis=(1, 2, 3))
+    weights = knp.mean(mask, axis=(1, 2, 3))
+    if return_moved:
+        return mixed, mask, weights, first, second
+    return mixed, mask, weights

@@ -32,7 +32,8 @@ def build_parser():
         prog="keras-miamix",
         description="Train image classifiers with mixed-sample data augmentation "
                     "(MiAMix, AutoMix, Manifold Mixup, MixUp, CutMix, FMix, GridMix, GMix, "
-                    "AGMix, ResizeMix, SaliencyMix, AugMix), or draw what a method does.")
+                    "AGMix, ResizeMix, SaliencyMix, PuzzleMix, AugMix), or draw what a "
+                    "method does.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a classifier with one method",
@@ -72,10 +73,14 @@ def build_parser():
     show.add_argument("--method", required=True,
                       choices=[m for m in methods_lib.METHODS
                                if m not in methods_lib.KERAS_BASELINES + ("automix",)],
-                      help="the method (AutoMix learns its masks: train it to see them)")
+                      help="the method (AutoMix learns its masks: train it to see them; "
+                           "puzzlemix follows a classifier's saliency: see --classifier)")
     _common(show)
     show.add_argument("--num", type=int, default=6, help="samples to draw")
     show.add_argument("--output", help="the PNG to write (default: METHOD.png)")
+    show.add_argument("--classifier", metavar="MODEL.keras",
+                      help="puzzlemix: the trained classifier whose saliency guides the masks "
+                           "(e.g. a run's model.keras; default: an untrained small_resnet)")
     return parser
 
 
@@ -139,13 +144,31 @@ def _show(args):
         methods_lib.make_mixer(args.method, None, method_args)
     data = data_lib.load_data(args.dataset, args.data_dir, args.image_size)
     images, labels = data.take_images(max(args.num, 8))
+    mixer = None
+    if args.method == "puzzlemix":
+        mixer = _puzzlemix_for_show(args, data, method_args)
     fig = visualization.plot_method_samples(args.method, images, labels, data.class_names,
-                                            num=args.num, method_args=method_args,
-                                            seed=args.seed)
+                                            num=args.num, mixer=mixer,
+                                            method_args=method_args, seed=args.seed)
     path = args.output or f"{args.method}.png"
     fig.savefig(path, dpi=100)
     print(f"wrote {path}")
     return 0
+
+
+def _puzzlemix_for_show(args, data, method_args):
+    import keras
+
+    if args.classifier:
+        classifier = keras.models.load_model(args.classifier)
+        if tuple(classifier.input_shape[1:]) != tuple(data.image_shape):
+            raise ValueError(f"--classifier takes images of shape {classifier.input_shape[1:]}; "
+                             f"the dataset's are {tuple(data.image_shape)}.")
+    else:
+        classifier = methods_lib.build_classifier("small_resnet", data.num_classes,
+                                                  data.image_shape, (data.mean, data.std))
+    return methods_lib.make_puzzlemix(classifier, data.num_classes, method_args, args.seed,
+                                      data.std)
 
 
 if __name__ == "__main__":  # pragma: no cover

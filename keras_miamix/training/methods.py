@@ -21,7 +21,7 @@ LAYER_METHODS = {
     "saliencymix": mix_layers.SaliencyMix,
     "miamix": mix_layers.MiAMix,
 }
-MODEL_METHODS = ("manifold_mixup", "automix", "augmix")
+MODEL_METHODS = ("manifold_mixup", "automix", "puzzlemix", "augmix")
 # AugMixModel's own arguments; the others of `--set` go to its AugMix layer.
 AUGMIX_MODEL_ARGS = ("jsd", "jsd_weight")
 # Keras core's own layers, as outside baselines (mixing in the pipeline only).
@@ -118,7 +118,7 @@ def build_classifier(name, num_classes, input_shape, normalization=None, weight_
 
 
 def build_training_model(method, classifier, num_classes, where="data", method_args=None,
-                         seed=None, total_steps=None, weight_decay=0.0):
+                         seed=None, total_steps=None, weight_decay=0.0, input_std=None):
     """The model to compile and the mixing function for the input pipeline.
 
     Args:
@@ -133,6 +133,8 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
         total_steps: optimizer steps of the whole run (AutoMix's schedules).
         weight_decay: the classifier's PyTorch-style weight decay, which
             AutoMix's Mix Block gets too (OpenMixup decays every weight).
+        input_std: the per-channel std the classifier normalises by
+            (PuzzleMix takes its saliency on the normalised input).
 
     Returns:
         (model, pipeline_mixer): `pipeline_mixer` is None or a function of
@@ -159,6 +161,8 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
     if method == "manifold_mixup":
         return mix_models.ManifoldMixup(classifier, num_classes=num_classes, seed=seed,
                                         **method_args), None
+    if method == "puzzlemix":
+        return make_puzzlemix(classifier, num_classes, method_args, seed, input_std), None
     if method == "augmix":
         model_args = {k: method_args.pop(k) for k in AUGMIX_MODEL_ARGS if k in method_args}
         augmix = make_augmix(num_classes, method_args, seed)
@@ -177,6 +181,17 @@ def make_mixer(method, num_classes=None, method_args=None, seed=None):
         return cls(num_classes=num_classes, seed=seed, **dict(method_args or {}))
     except TypeError as err:
         raise ValueError(f"{cls.__name__} does not take these arguments: {err}") from None
+
+
+def make_puzzlemix(classifier, num_classes=None, method_args=None, seed=None, input_std=None):
+    """The `puzzlemix` model, its constructor validating `method_args`."""
+    args = dict(method_args or {})
+    if input_std is not None:
+        args.setdefault("input_std", tuple(input_std))
+    try:
+        return mix_models.PuzzleMix(classifier, num_classes=num_classes, seed=seed, **args)
+    except TypeError as err:
+        raise ValueError(f"PuzzleMix does not take these arguments: {err}") from None
 
 
 def make_augmix(num_classes=None, method_args=None, seed=None):

@@ -166,7 +166,7 @@ def train(config, data=None, callbacks=None):
     method_args, augment = augmentation_plan(config)
     model, mixer = methods_lib.build_training_model(
         config.method, classifier, data.num_classes, config.where, method_args,
-        config.seed, total_steps, config.weight_decay)
+        config.seed, total_steps, config.weight_decay, input_std=data.std)
     train_ds = data_lib.train_pipeline(
         data, config.batch_size, config.seed, augment, mixer,
         data_service=config.data_service)
@@ -187,7 +187,7 @@ def train(config, data=None, callbacks=None):
     all_callbacks = [history_cb, *(callbacks or [])]
     if out:
         os.makedirs(out, exist_ok=True)
-        if config.method not in ("automix", *methods_lib.KERAS_BASELINES):
+        if config.method not in ("automix", "puzzlemix", *methods_lib.KERAS_BASELINES):
             _save_samples(config, data, mixer, os.path.join(out, "samples.png"))
         # Build every weight (optimizer included) before a backup is restored.
         if not model.built:
@@ -235,7 +235,7 @@ def train(config, data=None, callbacks=None):
 
         fig = visualization.plot_history(history_cb.history, title=_run_title(config, data))
         fig.savefig(os.path.join(out, "curves.png"), dpi=100)
-        if config.method == "automix":
+        if config.method in ("automix", "puzzlemix"):  # masks of the trained model
             _save_samples(config, data, model, os.path.join(out, "samples.png"))
         report["files"] = sorted(f for f in os.listdir(out) if f != "backup")
         if "report.json" not in report["files"]:
