@@ -70,7 +70,7 @@ OTHERS = ("fmix", "gridmix", "gmix", "agmix", "resizemix", "manifold_mixup",
 SECOND_SEED = ("gmix", "agmix", "manifold_mixup", "resizemix", "fmix", "gridmix",
                "keras_mixup", "keras_cutmix")
 # Methods added after that plan ran (issue 35), two seeds each.
-ADDED = ("saliencymix", "augmix")
+ADDED = ("saliencymix", "augmix", "puzzlemix")
 # Settings other than the defaults, measured beside them under their own name:
 # name -> (method, its arguments). AutoMix with OpenMixup's `head_one_mix`
 # tests why the default AutoMix is below MixUp here: its student memorises

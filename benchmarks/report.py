@@ -49,12 +49,13 @@ MIAMIX_TABLE3 = {"miamix": 58.99, "automix": 58.36, "mixup": 58.10, "none": 51.7
 SINGLE_METHODS = ("mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix",
                   "saliencymix")
 ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix",
-         "saliencymix", "miamix", "manifold_mixup", "augmix", "automix", "automix_head_one_mix",
+         "saliencymix", "miamix", "manifold_mixup", "puzzlemix", "augmix", "automix",
+         "automix_head_one_mix",
          "automix_head_one_mix_epoch_ema", "keras_mixup", "keras_cutmix")
 NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
          "gridmix": "GridMix", "gmix": "GMix", "agmix": "AGMix", "resizemix": "ResizeMix",
          "saliencymix": "SaliencyMix", "miamix": "**MiAMix**", "manifold_mixup": "Manifold Mixup",
-         "augmix": "AugMix (JSD)", "automix": "**AutoMix**",
+         "augmix": "AugMix (JSD)", "puzzlemix": "PuzzleMix", "automix": "**AutoMix**",
          "keras_mixup": "Keras core `MixUp`", "keras_cutmix": "Keras core `CutMix`",
          "automix_head_one_mix": "AutoMix, `head_one_mix=True`",
          "automix_head_one_mix_epoch_ema": "AutoMix, `head_one_mix=True`, EMA per epoch"}

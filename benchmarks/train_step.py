@@ -2,7 +2,8 @@
 
 Times one compiled `train_on_batch` of the same CIFAR ResNet-18 trained
 plainly, as `MixModel(MiAMix)` (mixing on the device inside the step), as
-`ManifoldMixup` and as `AutoMix`, after a warm-up, interleaving the models
+`ManifoldMixup`, as `AutoMix` and as `PuzzleMix` (its default solver, and
+`PuzzleMix(gco)` with the official graph cut on the host), after a warm-up, interleaving the models
 round by round so that machine noise hits all of them alike, and reports the
 median seconds per step and the ratio to plain training.
 
@@ -51,6 +52,10 @@ def build(name, args):
         model = km.models.MixModel(net, km.MiAMix(num_classes=10, seed=0))
     elif name == "ManifoldMixup":
         model = km.models.ManifoldMixup(net, num_classes=10, seed=0)
+    elif name.startswith("PuzzleMix"):
+        solver = "gco" if name == "PuzzleMix(gco)" else "icm"
+        model = km.models.PuzzleMix(net, num_classes=10, seed=0, solver=solver,
+                                    value_range=(0, 1))
     else:
         model = km.models.AutoMix(net, num_classes=10, seed=0, total_steps=1000)
         model.compile(optimizer=opt, jit_compile=args.jit)
@@ -66,7 +71,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
-    parser.add_argument("--models", default="plain,MixModel(MiAMix),ManifoldMixup,AutoMix")
+    parser.add_argument("--models", default="plain,MixModel(MiAMix),ManifoldMixup,AutoMix,"
+                                             "PuzzleMix,PuzzleMix(gco)")
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow")
     parser.add_argument("--json")
     args = parser.parse_args()
