@@ -365,3 +365,31 @@ def test_bad_arguments_name_the_fix(monkeypatch):
     monkeypatch.setattr(puzzle_module, "gco_available", lambda: False)
     with pytest.raises(ValueError, match="pip install gco-wrapper"):
         km.models.PuzzleMix(net, solver="gco")
+
+
+@needs_gco
+def test_the_solver_benchmark_writes_its_json_and_readme_table(tmp_path):
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "benchmarks"))
+    import puzzlemix_solver
+    import report
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (24, 16, 16, 3)).astype(np.uint8)
+    y = np.arange(24) % 4
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    net = classifier()
+    net.save(tmp_path / "c.keras")
+    out = tmp_path / "s.json"
+    puzzlemix_solver.main(["--data", str(tmp_path / "d.npz"), "--classifier",
+                           str(tmp_path / "c.keras"), "--images", "16", "--batch", "8",
+                           "--rounds", "1", "--json", str(out)])
+    import json
+
+    results = json.loads(out.read_text())
+    assert [r["block_num"] for r in results["rows"]] == [2, 4, 8, 16]
+    assert all(r["images"] == 16 and r["max_gap"] >= r["mean_gap"] for r in results["rows"])
+    assert "| 16x16 |" in report.solver_table(results)

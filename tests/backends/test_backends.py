@@ -406,6 +406,54 @@ print("trained without TensorFlow")
 """
 
 
+def test_puzzlemix_equals_the_official_code_and_trains_and_reloads(tmp_path):
+    import importlib.util
+
+    import puzzlemix_reference as ref
+
+    from keras_miamix.ops import puzzlemix as pm
+
+    rng = np.random.RandomState(0)
+    images = (rng.rand(6, 32, 32, 3) * 255).astype("float32")
+    saliency = (rng.rand(6, 32, 32) ** 3).astype("float32")
+    perm = rng.permutation(6).astype("int32")
+    lam = rng.rand(6).astype("float32")
+    t = lambda a: keras.ops.convert_to_tensor(a)  # noqa: E731
+    for block_num in (4, 16):
+        mixed, mask, weights = pm.puzzle_mix(t(images), t(images / 255), t(saliency), t(perm),
+                                             t(lam), block_num)
+        assert isinstance(mixed, native_type())
+        terms = pm.graph_terms(t(images / 255), t(saliency), t(perm), block_num)
+        labels = np_(pm.icm_labels(pm.labelling_costs(terms, t(lam), 3, 0.2, block_num), terms))
+        want, want_mask, want_ratio = ref.mix_after_labels(
+            images.transpose(0, 3, 1, 2), None, saliency, perm, 1 - labels / 2, block_num)
+        np.testing.assert_allclose(np_(mixed), want.transpose(0, 2, 3, 1), atol=1e-3)
+        np.testing.assert_allclose(np_(weights), want_ratio, rtol=1e-6)
+    labels = rng.randint(0, 4, 16)
+    small = (rng.rand(16, 16, 16, 3) * 255).astype("float32")
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0),
+                            keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+    solvers = ["icm"] + (["gco"] if importlib.util.find_spec("gco") else [])
+    for solver in solvers:
+        # clean_lam: the saliency pass in training mode, its batch statistics
+        # updated (JAX: from inside the input gradient).
+        model = km.models.PuzzleMix(net, num_classes=4, seed=0, solver=solver, clean_lam=1.0,
+                                    adv_p=0.5)
+        model.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True))
+        moving = np_(net.layers[2].moving_mean).copy()
+        history = model.fit(small, labels, epochs=1, batch_size=8, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+        assert not np.allclose(moving, np_(net.layers[2].moving_mean))
+        assert int(np_(model.seed_state.value)[1]) == 2
+    path = os.path.join(tmp_path, "puzzlemix.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.solver == solvers[-1] and loaded.clean_lam == 1.0
+    np.testing.assert_allclose(loaded.predict(small, verbose=0),
+                               model.predict(small, verbose=0), atol=1e-5)
+
+
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow's backend needs TensorFlow")
 def test_the_library_imports_and_trains_without_tensorflow():
     """The GPU machines have JAX and PyTorch but no TensorFlow: every layer,
