@@ -130,7 +130,8 @@ def test_train_pipeline_augments_reproducibly_and_mixes(digits):
 
 @pytest.mark.parametrize("method, where", [
     ("none", "data"), ("miamix", "data"), ("gmix", "device"), ("manifold_mixup", "data"),
-    ("automix", "data"), ("keras_mixup", "data"), ("saliencymix", "data"), ("augmix", "data")])
+    ("automix", "data"), ("keras_mixup", "data"), ("saliencymix", "data"), ("augmix", "data"),
+    ("puzzlemix", "data")])
 def test_every_kind_of_method_trains_through_the_one_path(method, where, digits, tmp_path):
     config = training.TrainConfig(method=method, where=where, output=str(tmp_path), **QUICK)
     result = training.train(config, data=digits)
@@ -147,6 +148,8 @@ def test_every_kind_of_method_trains_through_the_one_path(method, where, digits,
     floor = 1e-3 if method == "automix" else 0.0
     assert report["min_lr"] == floor
     assert float(result.model.optimizer.learning_rate) == pytest.approx(floor, abs=1e-8)
+    if method == "puzzlemix":  # its saliency is on the normalised input
+        assert result.model.input_std == tuple(digits.std)
     if method == "automix":
         assert {"teacher_accuracy", "student_accuracy"} <= set(report)
         # The Mix Block is weight-decayed like the classifier (5e-4, PyTorch-style).
@@ -262,6 +265,13 @@ def test_command_trains_and_shows(tmp_path, capsys):
     png = tmp_path / "fmix.png"
     assert cli.main(["show", "--method", "fmix", "--output", str(png)]) == 0
     assert png.stat().st_size > 10000
+    # PuzzleMix draws with the trained classifier's saliency.
+    png = tmp_path / "puzzlemix.png"
+    assert cli.main(["show", "--method", "puzzlemix", "--classifier", str(out / "model.keras"),
+                     "--set", "block_nums=(4,)", "--output", str(png)]) == 0
+    assert png.stat().st_size > 10000
+    assert cli.main(["show", "--method", "puzzlemix", "--set", "n_labels=1"]) == 2
+    assert "n_labels" in capsys.readouterr().err
 
 
 def test_json_history_overwrites_the_resumed_epochs(tmp_path):

@@ -121,9 +121,38 @@ def test_make_pictures_script_writes_every_picture(tmp_path):
     spec = importlib.util.spec_from_file_location("make_pictures", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main(["--dataset", "digits", "--out", str(tmp_path), "--skip-automix"]) == 0
+    # PuzzleMix's saliency from an untrained classifier of the digits' shape.
+    assert script.main(["--dataset", "digits", "--out", str(tmp_path), "--skip-automix",
+                        "--puzzlemix-classifier", ""]) == 0
     import keras_miamix.training as training
 
     written = sorted(os.listdir(tmp_path / "methods"))
-    assert written == sorted(f"{m}.png" for m in [*training.LAYER_METHODS, "augmix"])
+    assert written == sorted(f"{m}.png"
+                             for m in [*training.LAYER_METHODS, "augmix", "puzzlemix"])
     assert (tmp_path / "miamix_stages.png").stat().st_size > 10_000
+
+
+def test_puzzlemix_picture_draws_what_the_model_mixed():
+    import keras
+
+    import keras_miamix as km
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (6, 16, 16, 3)).astype(np.float32)
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0),
+                            keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(3)])
+    model = km.models.PuzzleMix(net, num_classes=3, seed=0)
+    d = visualization.puzzlemix_for_display(model, images, np.arange(6) % 3, seed=1,
+                                            block_num=4)
+    assert int(d["block_num"]) == 4
+    np.testing.assert_allclose(d["label_weights"], d["masks"].mean(axis=(1, 2, 3)), rtol=1e-6)
+    m = d["masks"]
+    np.testing.assert_allclose(d["mixed"], m * d["anchor_moved"] + (1 - m) * d["partner_moved"],
+                               rtol=1e-5, atol=1e-3)
+    fig = visualization.plot_method_samples("puzzlemix", images, np.arange(6) % 3, num=3,
+                                            mixer=model)
+    assert len(fig.axes) == 21 and fig.axes[3].get_title() == "mask (white = anchor)"
+    visualization.close(fig)
+    with pytest.raises(ValueError, match="mixer"):
+        visualization.plot_method_samples("puzzlemix", images)
