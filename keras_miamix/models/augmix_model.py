@@ -4,6 +4,7 @@ from keras_miamix import backend as kb
 from keras_miamix.backend import numpy as knp
 from keras_miamix.layers.aug_mix import AugMix
 from keras_miamix.models.base_mix_trainer import BaseMixTrainer
+from keras_miamix.ops.mixing import weighted_mean
 
 
 def jensen_shannon(logits_clean, logits_aug1, logits_aug2, sample_weight=None):
@@ -21,11 +22,7 @@ def jensen_shannon(logits_clean, logits_aug1, logits_aug2, sample_weight=None):
         safe = knp.where(p > 0, p, 1.0)
         return knp.sum(knp.where(p > 0, p * (knp.log(safe) - log_mixture), 0.0), axis=-1)
 
-    per_sample = (kl(probs[0]) + kl(probs[1]) + kl(probs[2])) / 3.0
-    if sample_weight is None:
-        return knp.mean(per_sample)
-    w = kb.cast(knp.reshape(sample_weight, (-1,)), "float32")
-    return knp.sum(per_sample * w) / knp.maximum(knp.sum(w), 1e-12)
+    return weighted_mean((kl(probs[0]) + kl(probs[1]) + kl(probs[2])) / 3.0, sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="keras_miamix")

@@ -6,6 +6,7 @@ from keras_miamix.layers.base_mix_layer import add_seed_state
 from keras_miamix.layers.base_mix_layer import next_seed
 from keras_miamix.models.base_mix_trainer import BaseMixTrainer
 from keras_miamix.ops.mixing import mix_labels
+from keras_miamix.ops.mixing import mix_sample_weights
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import random_permutation
 from keras_miamix.ops.sampling import sample_beta
@@ -136,11 +137,7 @@ class ManifoldMixup(BaseMixTrainer):
                           fold_seed(seed, 2))
         perm = random_permutation(batch, fold_seed(seed, 3))
         y_pred, y_mixed = self.mixed_pass(x, y, position, lam, perm, training=training)
-        sw = None
-        if sample_weight is not None:
-            sw = mix_labels(kb.cast(knp.reshape(sample_weight, (-1,)), "float32"),
-                            _per_sample(lam, y), perm)
-        return y_pred, y_mixed, sw
+        return y_pred, y_mixed, mix_sample_weights(sample_weight, _per_sample(lam, y), perm)
 
     def get_config(self):
         config = super().get_config()

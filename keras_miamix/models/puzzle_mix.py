@@ -10,6 +10,8 @@ from keras_miamix.models.base_mix_trainer import BaseMixTrainer
 from keras_miamix.models.base_mix_trainer import stateless_run
 from keras_miamix.ops import puzzlemix as pm
 from keras_miamix.ops.mixing import mix_labels
+from keras_miamix.ops.mixing import mix_sample_weights
+from keras_miamix.ops.mixing import weighted_mean
 from keras_miamix.ops.sampling import fold_seed
 from keras_miamix.ops.sampling import random_permutation
 from keras_miamix.ops.sampling import sample_beta
@@ -248,15 +250,8 @@ class PuzzleMix(BaseMixTrainer):
         seed = next_seed(self.seed_state)
         mixed, y_mixed, weights, _, perm, logits = self.mix(x, y, seed, training=training)
         if self.clean_lam > 0:
-            clean = cross_entropy(logits, y)
-            if sample_weight is None:
-                self._clean_term = knp.mean(clean)
-            else:
-                w = kb.cast(knp.reshape(sample_weight, (-1,)), "float32")
-                self._clean_term = knp.sum(clean * w) / knp.maximum(knp.sum(w), 1e-12)
-        sw = None
-        if sample_weight is not None:
-            sw = mix_labels(kb.cast(knp.reshape(sample_weight, (-1,)), "float32"), weights, perm)
+            self._clean_term = weighted_mean(cross_entropy(logits, y), sample_weight)
+        sw = mix_sample_weights(sample_weight, weights, perm)
         return self.model(mixed, training=training), y_mixed, sw
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

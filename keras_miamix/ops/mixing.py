@@ -65,6 +65,22 @@ def mix_labels(labels, weights, partner_index):
     return partner + w * (labels - partner)
 
 
+def mix_sample_weights(sample_weight, weights, partner_index):
+    """Per-sample weights mixed like the labels (None stays None)."""
+    if sample_weight is None:
+        return None
+    return mix_labels(kb.cast(knp.reshape(sample_weight, (-1,)), "float32"), weights,
+                      partner_index)
+
+
+def weighted_mean(values, sample_weight=None):
+    """The mean of (B,) `values`, weighted by `sample_weight` when given."""
+    if sample_weight is None:
+        return knp.mean(values)
+    w = kb.cast(knp.reshape(sample_weight, (-1,)), "float32")
+    return knp.sum(values * w) / knp.maximum(knp.sum(w), 1e-12)
+
+
 def mix_batch(
     images,
     masks,

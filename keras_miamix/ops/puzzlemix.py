@@ -286,15 +286,6 @@ def icm_labels(costs, terms, sweeps=8):
     return kb.gather(knp.reshape(labels, (-1, n, n)), index)
 
 
-def official_integer_costs(costs, terms, block_num):
-    """The int32 unary and border costs `graphcut_multi` hands to gco: scaled
-    by 1000 * block_num^2 and truncated (NumPy, on the host)."""
-    large = 1000 * block_num ** 2
-    return ((large * costs).astype(np.int32),
-            (large * (terms["pairwise_rows"] + terms["beta"])).astype(np.int32),
-            (large * (terms["pairwise_cols"] + terms["beta"])).astype(np.int32))
-
-
 def _gco_batch(costs, rows_w, cols_w):
     import gco
 
@@ -309,7 +300,8 @@ def _gco_batch(costs, rows_w, cols_w):
 
 def gco_labels(costs, terms):
     """The official solver: gco-wrapper's alpha-beta swap per image on the
-    host, on `official_integer_costs` (as `graphcut_multi`). Not for XLA."""
+    host, on the int32 costs of `graphcut_multi` (scaled by 1000 * block_num^2,
+    truncated). Not for XLA."""
     n = costs.shape[1]
     large = float(1000 * n ** 2)
     rows_w, cols_w = _edge_weights(terms)
