@@ -51,6 +51,11 @@ setup(
             # saliency (SaliencyMix) and Pillow's operations (AugMix).
             "opencv-contrib-python-headless>=4.10",
             "pillow>=13",
+            # CIFAR-10-C's corruptions (keras_miamix.training.cifar_c). The
+            # test command installs imagecorruptions (frost pictures, motion
+            # blur reference) with --no-deps: its opencv-python requirement
+            # would overwrite the contrib build's cv2.saliency above.
+            "scikit-image>=0.26",
             # PuzzleMix's official graph cut; wheels for CPython 3.11 on
             # x86-64 only (the tests skip it elsewhere).
             "gco-wrapper>=3.0.9; python_version == '3.11' and platform_machine == 'x86_64'",
@@ -58,6 +63,9 @@ setup(
             "jax[cpu]>=0.10",
             "torch>=2.14",
         ],
+        # Building CIFAR-10-C / CIFAR-100-C (keras_miamix.training.cifar_c).
+        "robustness": ["imagecorruptions>=1.1.2", "scikit-image>=0.26", "scipy>=1.11",
+                       "pillow>=13"],
         "bench": ["keras-cv>=0.9.0"],
     },
     classifiers=[

@@ -85,3 +85,34 @@ def evaluate_classifier(classifier, images, labels, corruptions=None, severities
         result["corruptions"] = per
         result["mca"] = float(np.mean([v["mean"] for v in per.values()]))
     return result
+
+
+def evaluate_corrupted(classifier, corrupted, batch_size=256):
+    """Accuracy on CIFAR-10-C / CIFAR-100-C (a `cifar_c.CorruptedSet`: the 19
+    corruptions at 5 severities, released, from tfds or built).
+
+    Returns `{"corruptions": {name: {"by_severity": {"1": acc, ...}, "mean":
+    acc}}, "mca": ..., "mca_benchmark": ..., "images": N, "source": ...}`:
+    `mca` is the mean over every corruption and severity present (19 x 5 for
+    a full set), `mca_benchmark` over the 15 benchmark corruptions only (the
+    figure most papers quote), None unless all 15 are present.
+    """
+    from keras_miamix.training import cifar_c
+
+    labels = np.asarray(corrupted.labels).reshape(-1).astype(np.int64)
+    per = {}
+    for name in corrupted.corruptions:
+        accs = {}
+        for i, severity in enumerate(cifar_c.SEVERITIES):
+            probs = predict_probabilities(classifier, corrupted.images[name][i], batch_size)
+            accs[str(severity)] = accuracy(probs, labels)
+        per[name] = {"by_severity": accs, "mean": float(np.mean(list(accs.values())))}
+    benchmark = [per[n]["mean"] for n in cifar_c.BENCHMARK if n in per]
+    return {
+        "corruptions": per,
+        "mca": float(np.mean([v["mean"] for v in per.values()])),
+        "mca_benchmark": (float(np.mean(benchmark)) if len(benchmark) == len(cifar_c.BENCHMARK)
+                          else None),
+        "images": int(len(labels)),
+        "source": corrupted.source,
+    }
