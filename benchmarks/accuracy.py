@@ -9,6 +9,9 @@ coupled form), batch 64, random flip and 4-pixel pad-and-crop before mixing
 epochs, each method with the package's defaults. Every run goes through
 `keras_miamix.training.train`, the path of the `keras-miamix` command.
 
+Each finished run is also scored on CIFAR-10-C's 19 corruptions at 5
+severities (`benchmarks/robustness.py`, into `results/cifar_c.json`).
+
 Each finished (method, seed) is appended to the results JSON at once; runs
 already there are skipped, and an interrupted run resumes from its backup in
 `--work`, so the script can be stopped and started again at any time:
@@ -148,6 +151,9 @@ def record_run(results, entry):
     results["runs"] = [r for r in results["runs"] if (r["method"], r["seed"]) != key] + [entry]
     stale = [dict(r, superseded_by_revision=entry["revision"]) for r in replaced
              if r.get("revision", 1) != entry["revision"]]
+    if entry.get("rerun"):  # the same code run again (`--rerun`): the old run kept too
+        stale += [dict(r, superseded_by_rerun=entry["rerun"]) for r in replaced
+                  if r.get("revision", 1) == entry["revision"]]
     if stale:
         results.setdefault("superseded", []).extend(stale)
     return results
@@ -410,6 +416,14 @@ def main(argv=None):
     parser.add_argument("--timing-epochs", type=int, default=3,
                         help="timed epochs per method and round (after one untimed)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --timing")
+    parser.add_argument("--rerun", metavar="WHY",
+                        help="run --methods/--seeds again although finished (the same code, "
+                             "e.g. to keep a classifier for CIFAR-10-C); the old runs stay in "
+                             "the JSON's superseded list with WHY")
+    parser.add_argument("--cifar-c", help="the released CIFAR-10-C .npy files (default: built "
+                                          "from the test images, see benchmarks/robustness.py)")
+    parser.add_argument("--cifar-c-results",
+                        help="the CIFAR-10-C scores (default: cifar_c.json beside --results)")
     args = parser.parse_args(argv)
     if args.data.endswith(".npz") and not os.path.exists(args.data):
         print(f"Data not found at {args.data}; pass --data (or set KERAS_MIAMIX_CIFAR). "
@@ -424,6 +438,8 @@ def main(argv=None):
         plan = [(m, s) for m in args.methods for s in (args.seeds or (0, 1, 2))]
     elif args.seeds:
         plan = [(m, s) for m, s in plan if s in args.seeds]
+    if args.rerun and not args.methods:
+        parser.error("--rerun needs --methods (and --seeds): which runs to run again")
     results = load_results(args.results)
     settings = protocol(args.quick)
     if results["protocol"] not in (None, settings):
@@ -441,6 +457,8 @@ def main(argv=None):
         return 0
     results["revisions"] = revisions_record()
     done = {(r["method"], r["seed"]) for r in results["runs"] if is_current(r)}
+    if args.rerun:
+        done -= set(plan)
     todo = unfinished_first([p for p in plan if p not in done], args.progress)
     print(f"{len(done)} runs done, {len(todo)} to go: {todo}", flush=True)
     data = training.load_data(args.data)
@@ -449,6 +467,8 @@ def main(argv=None):
             break
         print(f"=== {method} seed {seed}", flush=True)
         entry = run_one(method, seed, data, args)
+        if args.rerun:
+            entry["rerun"] = args.rerun
         results = load_results(args.results)
         results["protocol"] = settings
         results["revisions"] = revisions_record()
@@ -457,7 +477,22 @@ def main(argv=None):
         shutil.rmtree(os.path.join(args.progress, f"{method}-seed{seed}"), ignore_errors=True)
         print(f"=== {method} seed {seed}: accuracy {entry['accuracy']:.4f}, "
               f"ECE {entry['ece']:.4f}, mCA {entry['mca']:.4f}", flush=True)
+        score_cifar_c(args, f"{method}-seed{seed}", data)
     return 0
+
+
+def score_cifar_c(args, name, data):
+    """The finished run on CIFAR-10-C's 19 corruptions (benchmarks/robustness.py)."""
+    if data.image_shape[-1] != 3:
+        print(f"{name}: no CIFAR-10-C score ({data.name} is not RGB)", flush=True)
+        return
+    import robustness
+
+    limit = protocol(args.quick).get("test_limit")
+    robustness.score_runs(args.results, args.work, args.cifar_c_results
+                          or os.path.join(os.path.dirname(os.path.abspath(args.results)),
+                                          "cifar_c.json"),
+                          data, args.cifar_c, names=[name], limit=limit)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,12 @@ def _revision_notes(results, rows):
             notes.append(f"†{r['stale']} {NAMES.get(r['method'], r['method']).strip('*')}: "
                          f"{r['stale']} of {r['n']} runs are from before revision "
                          f"{change['revision']} ({change['change']}); being re-run.")
-    old = results.get("superseded", [])
+    old = [run for run in results.get("superseded", []) if "superseded_by_rerun" not in run]
+    for run in results.get("superseded", []):
+        if "superseded_by_rerun" in run:
+            notes.append(f"{NAMES.get(run['method'], run['method']).strip('*')} seed "
+                         f"{run['seed']} was run again ({run['superseded_by_rerun']}); its "
+                         f"first run, {run['accuracy'] * 100:.1f}, is kept in the JSON.")
     for method in dict.fromkeys(run["method"] for run in old):
         runs = [run for run in old if run["method"] == method]
         acc = ", ".join(f"{run['accuracy'] * 100:.1f} (seed {run['seed']})" for run in runs)
@@ -644,6 +649,67 @@ def solver_table(results):
     return "\n".join(lines)
 
 
+CIFAR_C_RESULTS = os.path.join(HERE, "results", "cifar_c.json")
+CIFAR_C_BEGIN, CIFAR_C_END = "<!-- cifar-c-table:begin -->", "<!-- cifar-c-table:end -->"
+# make_cifar_c.py's names, shorter, for the table's worst/best columns.
+SHORT = {"gaussian_noise": "gauss. noise", "impulse_noise": "impulse", "elastic_transform":
+         "elastic", "jpeg_compression": "JPEG", "speckle_noise": "speckle"}
+
+
+def cifar_c_table(scores, accuracy_results):
+    """The CIFAR-10-C table: per method, the runs scored (current runs only),
+    their clean top-1, mCA over 19 x 5 and over the 15 benchmark corruptions,
+    the same runs' mCA on the 9 home-made corruptions, and each method's
+    change against no mixing under every corruption (worst and best)."""
+    current = {(r["method"], r["seed"]): r for r in accuracy_results["runs"]}
+    by_method = {}
+    for run in scores["runs"].values():
+        entry = current.get((run["method"], run["seed"]))
+        if entry is not None and entry["finished"] == run["finished"]:
+            by_method.setdefault(run["method"], []).append((run, entry))
+    if not by_method:
+        return "No run scored yet: `python benchmarks/robustness.py`."
+    first = next(iter(scores["runs"].values()))
+    lines = [f"The 19 corruptions of CIFAR-10-C at 5 severities ({first['images']} test "
+             f"images; source: `{first['source']}`), each run's classifier as saved at its "
+             f"end; `benchmarks/results/cifar_c.json`. mCA 9: the same runs on the "
+             f"accuracy table's 9 home-made corruptions.", "",
+             "| method | runs (seeds) | clean top-1 % | mCA % (19 x 5) | mCA % (15 x 5) "
+             "| mCA 9 % | vs no mixing: worst / best corruption |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    rows = {}
+    for method in sorted(by_method, key=lambda m: ORDER.index(m) if m in ORDER else 99):
+        pairs = sorted(by_method[method], key=lambda p: p[0]["seed"])
+        runs = [p[0] for p in pairs]
+        rows[method] = {
+            "seeds": [r["seed"] for r in runs],
+            "clean": 100 * np.mean([r["accuracy"] for r in runs]),
+            "mca": 100 * np.mean([r["mca"] for r in runs]),
+            "mca15": 100 * np.mean([r["mca_benchmark"] for r in runs]),
+            "mca9": 100 * np.mean([p[1]["mca"] for p in pairs]),
+            "per": {n: 100 * np.mean([r["corruptions"][n]["mean"] for r in runs])
+                    for n in runs[0]["corruptions"]},
+        }
+    base = rows.get("none")
+    for method, r in rows.items():
+        versus = "-"
+        if base is not None and method != "none":
+            diff = {n: r["per"][n] - base["per"][n] for n in base["per"]}
+            worst, best = min(diff, key=diff.get), max(diff, key=diff.get)
+            versus = (f"{SHORT.get(worst, worst.replace('_', ' '))} {diff[worst]:+.1f} / "
+                      f"{SHORT.get(best, best.replace('_', ' '))} {diff[best]:+.1f}")
+        seeds = ", ".join(str(s) for s in r["seeds"])
+        delta = (f" ({r['mca'] - base['mca']:+.2f})" if base is not None and method != "none"
+                 else "")
+        lines.append(f"| {NAMES.get(method, method)} | {len(r['seeds'])} ({seeds}) "
+                     f"| {r['clean']:.2f} | {r['mca']:.2f}{delta} | {r['mca15']:.2f} "
+                     f"| {r['mca9']:.2f} | {versus} |")
+    if base is None:
+        lines += ["", "No-mixing run not scored yet (no saved classifier): the changes "
+                  "against it wait for its re-run."]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", default=RESULTS)
@@ -677,6 +743,11 @@ def main(argv=None):
     if os.path.exists(SOLVER_RESULTS) and SOLVER_BEGIN in text:
         with open(SOLVER_RESULTS) as f:
             new = replace_section(new, solver_table(json.load(f)), SOLVER_BEGIN, SOLVER_END)
+    cifar_c_path = os.path.join(os.path.dirname(os.path.abspath(args.results)), "cifar_c.json")
+    if os.path.exists(cifar_c_path) and CIFAR_C_BEGIN in text and results["runs"]:
+        with open(cifar_c_path) as f:
+            new = replace_section(new, cifar_c_table(json.load(f), results),
+                                  CIFAR_C_BEGIN, CIFAR_C_END)
     if os.path.exists(PORT_RESULTS) and PORT_BEGIN in text:
         with open(PORT_RESULTS) as f:
             port = json.load(f)

@@ -183,6 +183,26 @@ def test_a_method_whose_code_changed_is_rerun_and_its_old_runs_kept_superseded(
     assert not stale.exists()
 
 
+def test_rerun_runs_a_finished_run_again_and_keeps_the_first(tmp_path, capsys):
+    results = tmp_path / "acc.json"
+    first = {"method": "none", "seed": 0, "accuracy": 0.4, "finished": "x"}
+    results.write_text(json.dumps({"protocol": accuracy.protocol(True), "runs": [first]}))
+    args = ["--quick", "--data", "digits", "--results", str(results), "--work",
+            str(tmp_path / "w"), "--progress", str(tmp_path / "p"), "--methods", "none",
+            "--seeds", "0"]
+    assert accuracy.main(args) == 0
+    assert "0 to go" in capsys.readouterr().out  # finished: skipped
+    assert accuracy.main([*args, "--rerun", "to keep its classifier"]) == 0
+    saved = json.load(open(results))
+    assert len(saved["runs"]) == 1 and saved["runs"][0]["rerun"] == "to keep its classifier"
+    assert saved["superseded"] == [dict(first, superseded_by_rerun="to keep its classifier")]
+    notes = report._revision_notes(saved, report.summarise(saved))
+    assert any("no mixing seed 0 was run again (to keep its classifier)" in n
+               and "40.0" in n for n in notes)
+    with pytest.raises(SystemExit):
+        accuracy.main(["--quick", "--rerun", "why"])
+
+
 def test_the_table_marks_rows_of_changed_code_and_lists_superseded_runs():
     def run(method, seed, acc, **extra):
         return {"method": method, "seed": seed, "accuracy": acc, "ece": 0.1, "nll": 1.0,
@@ -353,3 +373,42 @@ def test_untimed_methods_are_named_not_plotted_at_a_guessed_cost(tmp_path):
     fake["runs"] = [run("automix")]
     report.plot(fake, str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_a_finished_run_is_scored_on_cifar_10_c(tmp_path):
+    """A quick run on RGB images ends with its CIFAR-10-C score (19
+    corruptions x 5 severities of its test images) in cifar_c.json beside the
+    results; scoring again skips it; a built set is cached and reused."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")
+    import robustness
+
+    rs = np.random.RandomState(0)
+    npz = tmp_path / "rgb.npz"
+    np.savez(npz, x_train=rs.randint(0, 256, (80, 32, 32, 3)).astype(np.uint8),
+             y_train=rs.randint(0, 10, 80).astype(np.uint8),
+             x_test=rs.randint(0, 256, (40, 32, 32, 3)).astype(np.uint8),
+             y_test=rs.randint(0, 10, 40).astype(np.uint8))
+    results, work = str(tmp_path / "acc.json"), str(tmp_path / "w")
+    assert accuracy.main(["--quick", "--data", str(npz), "--results", results, "--work", work,
+                          "--progress", str(tmp_path / "p"), "--methods", "none",
+                          "--seeds", "0"]) == 0
+    scored = json.load(open(tmp_path / "cifar_c.json"))["runs"]["none-seed0"]
+    corruptions = robustness.cifar_c.CORRUPTIONS
+    assert set(scored["corruptions"]) == set(corruptions) and scored["images"] == 32
+    accs = [a for c in scored["corruptions"].values() for a in c["by_severity"].values()]
+    assert len(accs) == 95 and scored["mca"] == pytest.approx(np.mean(accs))
+    assert scored["finished"] == json.load(open(results))["runs"][0]["finished"]
+    assert os.path.exists(os.path.join(work, "cifar10c", "labels.npy"))
+    data = robustness.training.load_data(str(npz), limit=64, test_limit=32)
+    assert robustness.score_runs(results, work, str(tmp_path / "cifar_c.json"), data,
+                                 limit=32) == []
+    # The released layout is read back as the same images.
+    again = robustness.corrupted_test_set(data, os.path.join(work, "cifar10c"), limit=32)
+    released = robustness.corrupted_test_set(data, None, os.path.join(work, "cifar10c"), 32)
+    np.testing.assert_array_equal(again.images["fog"], released.images["fog"])
+    # Arrays of other images (their labels differ) are refused.
+    robustness.cifar_c.CorruptedSet(released.images, released.labels[::-1]).save(
+        str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="labels"):
+        robustness.corrupted_test_set(data, None, str(tmp_path / "other"), 32)
