@@ -14,10 +14,15 @@ MODULES = [
     "keras_miamix.layers.ag_mix",
     "keras_miamix.layers.resize_mix",
     "keras_miamix.layers.mia_mix",
+    "keras_miamix.layers.saliency_mix",
+    "keras_miamix.layers.aug_mix",
     "keras_miamix.models.resnet",
     "keras_miamix.models.mix_model",
     "keras_miamix.models.manifold_mixup",
     "keras_miamix.models.automix",
+    "keras_miamix.models.puzzle_mix",
+    "keras_miamix.models.augmix_model",
+    "keras_miamix.training.cifar_c",
     "keras_miamix.visualization",
 ]
 
