@@ -425,6 +425,8 @@ def main(argv=None):
     parser.add_argument("--cifar-c-results",
                         help="the CIFAR-10-C scores (default: cifar_c.json beside --results)")
     args = parser.parse_args(argv)
+    if args.rerun and not args.methods:
+        parser.error("--rerun needs --methods (and --seeds): which runs to run again")
     if args.data.endswith(".npz") and not os.path.exists(args.data):
         print(f"Data not found at {args.data}; pass --data (or set KERAS_MIAMIX_CIFAR). "
               "Nothing to do.")
@@ -438,8 +440,6 @@ def main(argv=None):
         plan = [(m, s) for m in args.methods for s in (args.seeds or (0, 1, 2))]
     elif args.seeds:
         plan = [(m, s) for m, s in plan if s in args.seeds]
-    if args.rerun and not args.methods:
-        parser.error("--rerun needs --methods (and --seeds): which runs to run again")
     results = load_results(args.results)
     settings = protocol(args.quick)
     if results["protocol"] not in (None, settings):

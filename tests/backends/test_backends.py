@@ -518,10 +518,11 @@ def test_automix_steps_match_the_tensorflow_reference():
     # TensorFlow itself varies run to run on CPU (threaded convolution
     # gradients; measured over 10 runs on 2 cores: up to 2.6e-4 relative in
     # the student's loss at the third step and 5e-4 absolute in the
-    # predicted logits), so the tolerance is a few times that: far below
-    # what a wrong step gives.
+    # predicted logits; one CI run with another training process beside it
+    # reached 2.3e-3 on one student logit of 32), so the tolerance is a few
+    # times that: far below what a wrong step gives.
     for key in ("steps", "teacher", "student", "masks"):
-        np.testing.assert_allclose(got[key], reference[key], rtol=1e-3, atol=2e-3,
+        np.testing.assert_allclose(got[key], reference[key], rtol=1e-3, atol=5e-3,
                                    err_msg=key)
     # Not a constant: the steps changed the losses and the student.
     assert reference["steps"][0][0] != reference["steps"][2][0]
