@@ -126,7 +126,7 @@ def score_runs(accuracy_results, work, results_path, data, cifar_c_dir=None, nam
             "revision": entry.get("revision", 1), "finished": entry["finished"],
             "accuracy": entry["accuracy"], **scores,
         }
-        save_results(results_path, results)
+        accuracy.save_results(results_path, results)
         print(f"CIFAR-10-C {name}: mCA {scores['mca']:.4f} (19 x 5), "
               f"{scores['mca_benchmark'] or float('nan'):.4f} (15 x 5)", flush=True)
     return [name for name, _, _ in todo]
@@ -137,10 +137,6 @@ def load_results(path):
         with open(path) as f:
             return json.load(f)
     return {"runs": {}}
-
-
-def save_results(path, results):
-    accuracy.save_results(path, results)
 
 
 def main(argv=None):
