@@ -58,6 +58,7 @@ import tensorflow as tf  # noqa: E402
 import keras_miamix  # noqa: E402
 from keras_miamix import training  # noqa: E402
 from keras_miamix.training import evaluation  # noqa: E402
+from keras_miamix.training import methods as methods_lib  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.environ.get(
@@ -103,8 +104,23 @@ VARIANTS = {
         "head_one_mix": True, "momentum": 0.999 ** _STEPS_RATIO,
         "momentum_end": 0.999999 ** _STEPS_RATIO, **_AUTOMIX_REVISION_1}),
 }
-# TrainConfig settings of a plan's name besides the protocol's.
-VARIANT_SETTINGS = {name: {"min_lr": 0.0} for name in VARIANTS}
+# TrainConfig settings of a plan's name besides the protocol's: the variants
+# keep revision 1's optimisation (the floor 0, 5e-4 on the kernels, Keras's
+# BatchNorm constants).
+VARIANT_SETTINGS = {name: {"min_lr": 0.0, "weight_decay": 5e-4, "decay_all_weights": False,
+                           "batch_norm": "keras"} for name in VARIANTS}
+
+
+def run_settings(method, settings):
+    """TrainConfig arguments of plan name `method` under the protocol's
+    `settings`: a method with an official configuration of its own
+    (`methods.METHOD_SETTINGS`: AutoMix's weight decay) trains with it in
+    place of the protocol's value, a variant with its VARIANT_SETTINGS."""
+    base, _ = run_method(method)
+    own = methods_lib.METHOD_SETTINGS.get(base, {})
+    out = {k: v for k, v in settings.items() if k not in own}
+    out.update(VARIANT_SETTINGS.get(method, {}))
+    return out
 
 
 # A run counts only while its "revision" is its method's current one (1 when
@@ -122,8 +138,10 @@ REVISION_NOTES = {
     "gmix": "the blob holds the smaller share, as in the official hmix-gmix code",
     "agmix": "the blob holds the smaller share, as in the official hmix-gmix code",
     "automix": ("OpenMixup's CIFAR settings: two heads, the mask-loss weight constant at "
-                "0.1, the Mix Block weight-decayed; the learning rate decays to the "
-                "paper's CIFAR-10 floor of 1e-3, not 0"),
+                "0.1, weight decay 1e-4 on every weight (Mix Block, biases and "
+                "BatchNorm included; was 5e-4 on the kernels), PyTorch's BatchNorm "
+                "constants; the learning rate decays to the paper's CIFAR-10 floor "
+                "of 1e-3, not 0"),
     "miamix": ("its views zero-padded like every other method's flip and crop (was "
                "reflect), and merge='sum' is eq. 11 as written (the default 'mul' and "
                "the 32 px smoothing windows are unchanged)"),
@@ -316,8 +334,8 @@ def run_one(method, seed, data, args):
         print(f"=== {name}: restored from {progress} at epoch {resumed}", flush=True)
     base, method_args = run_method(method)
     config = training.TrainConfig(method=base, method_args=method_args, seed=seed, output=work,
-                                  verbose=0 if args.quick else 2, **settings,
-                                  **VARIANT_SETTINGS.get(method, {}))
+                                  verbose=0 if args.quick else 2,
+                                  **run_settings(method, settings))
     start = time.time()
     snapshot = ProgressSnapshot(progress, os.path.join(work, "history.json"))
     result = training.train(config, data=data, callbacks=[snapshot])
@@ -331,8 +349,8 @@ def run_one(method, seed, data, args):
         "seed": seed,
         "revision": revision(method),
         **{k: result.report[k] for k in ("epochs", "batch_size", "lr", "min_lr", "weight_decay",
-                                         "model", "train_images", "test_images",
-                                         "steps_per_epoch")},
+                                         "decay_all_weights", "batch_norm", "model",
+                                         "train_images", "test_images", "steps_per_epoch")},
         "accuracy": scores["accuracy"],
         "ece": scores["ece"],
         "nll": scores["nll"],
@@ -372,8 +390,8 @@ def measure_epoch_times(methods, data, args):
         for method in methods if r % 2 == 0 else methods[::-1]:
             base, method_args = run_method(method)
             config = training.TrainConfig(method=base, method_args=method_args, seed=r,
-                                          output=None, verbose=0, **settings,
-                                          **VARIANT_SETTINGS.get(method, {}))
+                                          output=None, verbose=0,
+                                          **run_settings(method, settings))
             seconds[method] = training.train(config, data=data).report["seconds_per_epoch"]
             print(f"timing round {r + 1}/{args.rounds}: {method} "
                   f"{seconds[method]:.2f} s/epoch", flush=True)

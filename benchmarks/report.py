@@ -118,7 +118,8 @@ def table(results):
     p = results["protocol"]
     lines = [
         f"Protocol: `{p['model']}`, {p['epochs']} epochs, batch {p['batch_size']}, SGD "
-        f"lr {p['lr']} cosine, weight decay {p['weight_decay']}; "
+        f"lr {p['lr']} cosine, weight decay {p['weight_decay']} (AutoMix from revision 2: "
+        "1e-4 on every weight, PyTorch's BatchNorm); "
         f"{rows[0]['n'] and results['runs'][0]['train_images']} train / "
         f"{results['runs'][0]['test_images']} test CIFAR-10 images. "
         f"{len(results['runs'])} runs in `benchmarks/results/accuracy.json`. "

@@ -412,3 +412,23 @@ def test_a_finished_run_is_scored_on_cifar_10_c(tmp_path):
         str(tmp_path / "other"))
     with pytest.raises(ValueError, match="labels"):
         robustness.corrupted_test_set(data, None, str(tmp_path / "other"), 32)
+
+
+def test_automix_trains_with_its_official_optimisation_and_its_variants_with_revision_1s():
+    """The protocol's 5e-4 on the kernels for every method but AutoMix, whose
+    row is OpenMixup's configuration (1e-4 on every weight, PyTorch's
+    BatchNorm); the revision-1 AutoMix variants keep the old optimisation."""
+    settings = accuracy.protocol(quick=False)
+    keys = ("min_lr", "weight_decay", "decay_all_weights", "batch_norm")
+
+    def resolved(name):
+        base, _ = accuracy.run_method(name)
+        config = accuracy.training.TrainConfig(method=base, **accuracy.run_settings(name, settings))
+        return tuple(config.resolved(k) for k in keys)
+
+    assert resolved("automix") == (1e-3, 1e-4, True, "torch")
+    for name in ("mixup", "miamix", "puzzlemix", "none"):
+        assert resolved(name) == (0.0, 5e-4, False, "keras"), name
+    for name in accuracy.VARIANTS:
+        assert resolved(name) == (0.0, 5e-4, False, "keras"), name
+    assert settings["weight_decay"] == 5e-4  # the protocol itself is unchanged

@@ -140,7 +140,7 @@ def test_regularisation_losses_are_added():
         model.compile(optimizer=keras.optimizers.SGD(0.0))  # no step: same weights
         history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
         losses[wd] = history.history["loss"][0]
-        reg = float(tf.add_n(model.student.losses)) if wd else 0.0
+        reg = float(tf.add_n(model.student.losses + model.student_head_mix.losses)) if wd else 0.0
         parts = sum(history.history[k][0] for k in ("loss_student", "loss_mix_block",
                                                     "mask_loss"))
         assert losses[wd] == pytest.approx(parts + reg, rel=1e-5)
@@ -369,6 +369,39 @@ def test_head_one_mix_loss_is_the_students_cross_entropy_on_the_mixed_batch():
         with_one["loss_student"].numpy() - clean["loss_student"].numpy(),
         expected_one - expected_clean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(with_one["labels_one"].numpy(), one[1].numpy())
+
+
+def test_every_optimised_weight_is_decayed_with_decay_all_weights():
+    """With the official configuration's weight decay on every weight, the
+    reported loss is the three losses plus `l2 * sum(w ** 2)` over exactly the
+    optimised weights: the student (kernels, BatchNorm scales and offsets,
+    the head's bias), the mixed-batch head (a separate copy) and the Mix
+    Block's kernels and biases; the teacher's copies add nothing."""
+    x, y = data(n=8)
+    l2 = 0.25
+    net = km.models.cifar_resnet18(num_classes=4, input_shape=(16, 16, 3), width=4,
+                                   blocks_per_stage=(1, 1, 1, 1), weight_decay=l2,
+                                   decay_all_weights=True)
+    model = km.models.AutoMix(net, num_classes=4, seed=0, total_steps=10,
+                              mix_block_weight_decay=l2, mix_block_decay_all_weights=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # no step: same weights
+    # Non-zero biases and offsets, so that leaving one out would show.
+    for w in model.trainable_weights:
+        if "bias" in w.path or "beta" in w.path:
+            w.assign(np.full(w.shape, 0.3, "float32"))
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False).history
+    weights = model.trainable_weights
+    names = {w.path.split("/")[-1] for w in weights}
+    assert {"kernel", "gamma", "beta", "bias"} <= names
+    head_mix = {id(w) for w in model.student_head_mix.trainable_weights}
+    assert len(head_mix) == 2 and head_mix <= {id(w) for w in weights}
+    assert not head_mix & {id(w) for w in model.student.trainable_weights}
+    expected = l2 * sum(float(np.sum(np.square(w.numpy()))) for w in weights)
+    parts = sum(history[k][0] for k in ("loss_student", "loss_mix_block", "mask_loss"))
+    assert history["loss"][0] == pytest.approx(parts + expected, rel=1e-5)
+    assert model.get_config()["mix_block_decay_all_weights"] is True
+    restored = km.models.MixBlock.from_config(model.mix_block.get_config())
+    assert restored.decay_all_weights and restored.weight_decay == l2
 
 
 def test_official_cifar_defaults_two_heads_and_a_constant_mask_loss_weight():

@@ -39,6 +39,68 @@ def test_resnet18_has_named_stages_and_standard_size():
     assert net.output.shape == (None, 10)
 
 
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+@pytest.mark.parametrize("decay_all", [False, True])
+def test_resnet_weight_decay_on_the_kernels_or_on_every_weight(decay_all):
+    """The L2 terms are `l2 * sum(w ** 2)` over the convolution and dense
+    kernels, or over every trainable weight with `decay_all_weights` (as
+    PyTorch's SGD decays BatchNorm's weights and biases too)."""
+    l2 = 0.125
+    net = km.models.small_resnet(num_classes=3, input_shape=(8, 8, 3), filters=(4, 8),
+                                 weight_decay=l2, decay_all_weights=decay_all)
+    for w in net.trainable_weights:  # offsets and biases are 0 at first
+        w.assign(np.random.RandomState(0).rand(*w.shape).astype("float32") + 0.5)
+    decayed = [w for w in net.trainable_weights if decay_all or w.path.endswith("kernel")]
+    kinds = {w.path.split("/")[-1] for w in decayed}
+    assert kinds == ({"kernel", "gamma", "beta", "bias"} if decay_all else {"kernel"})
+    expected = l2 * sum(float(np.sum(np.square(w.numpy()))) for w in decayed)
+    assert float(sum(net.losses)) == pytest.approx(expected, rel=1e-5)
+    # Saved and loaded with the regularisers.
+    clone = keras.models.model_from_json(net.to_json())
+    clone.set_weights(net.get_weights())
+    assert float(sum(clone.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pytorch_batch_norm_constants_match_batchnorm2d():
+    """`bn_momentum=0.9, bn_epsilon=1e-5` reach every BatchNormalization, and
+    such a layer in training is PyTorch's `BatchNorm2d()` (momentum 0.1,
+    eps 1e-5): the same output and running mean after three batches; the
+    running variance differs only by PyTorch's unbiased n / (n - 1)."""
+    torch = pytest.importorskip("torch")
+    net = km.models.cifar_resnet(num_classes=3, input_shape=(8, 8, 3), filters=(4,),
+                                 blocks_per_stage=(1,), bn_momentum=0.9, bn_epsilon=1e-5)
+    norms = [la for la in _all_layers(net) if isinstance(la, keras.layers.BatchNormalization)]
+    assert len(norms) == 3 and all(
+        (la.momentum, la.epsilon) == (0.9, 1e-5) for la in norms)
+    default = km.models.small_resnet(num_classes=3, input_shape=(8, 8, 3), filters=(4,))
+    assert {(la.momentum, la.epsilon) for la in _all_layers(default)
+            if isinstance(la, keras.layers.BatchNormalization)} == {(0.99, 1e-3)}
+
+    rng = np.random.RandomState(1)
+    keras_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    torch_bn = torch.nn.BatchNorm2d(5).double()
+    n = 4 * 6 * 7
+    for _ in range(3):
+        x = (rng.randn(4, 6, 7, 5) * 3 + 2).astype("float32")
+        out = keras.ops.convert_to_numpy(keras_bn(x, training=True))
+        ref = torch_bn(torch.from_numpy(x.astype("float64")).permute(0, 3, 1, 2))
+        np.testing.assert_allclose(out, ref.permute(0, 2, 3, 1).detach().numpy(),
+                                   rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras_bn.moving_mean),
+                               torch_bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    # Each update mixes 0.1 of the batch variance, biased (Keras) or not.
+    torch_var = torch_bn.running_var.numpy()
+    keras_var = keras.ops.convert_to_numpy(keras_bn.moving_variance)
+    biased_share = (torch_var - 0.9 ** 3) * (n - 1) / n + 0.9 ** 3
+    np.testing.assert_allclose(keras_var, biased_share, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- MixModel
 @pytest.mark.parametrize("name", ["MixUp", "CutMix", "FMix", "GridMix", "GMix", "AGMix",
                                   "ResizeMix", "SaliencyMix", "MiAMix"])

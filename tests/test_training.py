@@ -152,8 +152,15 @@ def test_every_kind_of_method_trains_through_the_one_path(method, where, digits,
         assert result.model.input_std == tuple(digits.std)
     if method == "automix":
         assert {"teacher_accuracy", "student_accuracy"} <= set(report)
-        # The Mix Block is weight-decayed like the classifier (5e-4, PyTorch-style).
-        assert result.model.mix_block.weight_decay == pytest.approx(5e-4 / 2)
+        # OpenMixup's optimisation: weight decay 1e-4 (PyTorch-style) on every
+        # weight, the Mix Block's too, and PyTorch's BatchNorm constants.
+        assert (report["weight_decay"], report["decay_all_weights"],
+                report["batch_norm"]) == (1e-4, True, "torch")
+        assert result.model.mix_block.weight_decay == pytest.approx(1e-4 / 2)
+        assert result.model.mix_block.decay_all_weights
+        stem_bn = result.classifier.get_layer("stem").get_layer("stem_bn")
+        assert (stem_bn.momentum, stem_bn.epsilon) == (0.9, 1e-5)
+        assert stem_bn.gamma_regularizer is not None
         import keras as keras_
 
         whole = keras_.models.load_model(tmp_path / "automix.keras")
@@ -161,6 +168,9 @@ def test_every_kind_of_method_trains_through_the_one_path(method, where, digits,
         perm = tf.constant([1, 0, 3, 2])
         np.testing.assert_allclose(whole.predict_masks(x, 0.5, perm),
                                    result.model.predict_masks(x, 0.5, perm), atol=1e-5)
+    else:
+        assert (report["weight_decay"], report["decay_all_weights"],
+                report["batch_norm"]) == (5e-4, False, "keras")
     # The saved classifier predicts what the trained one predicts.
     import keras
 
@@ -217,6 +227,20 @@ def test_config_and_method_arguments_are_checked():
         training.TrainConfig(method="automix", lr=1e-4).validate()
     assert training.TrainConfig(method="automix", min_lr=0.0).resolved_min_lr() == 0.0
     assert training.TrainConfig(method="mixup").resolved_min_lr() == 0.0
+    automix, mixup = training.TrainConfig(method="automix"), training.TrainConfig(method="mixup")
+    assert [automix.resolved(k) for k in ("weight_decay", "decay_all_weights", "batch_norm")] \
+        == [1e-4, True, "torch"]
+    assert [mixup.resolved(k) for k in ("weight_decay", "decay_all_weights", "batch_norm")] \
+        == [5e-4, False, "keras"]
+    assert training.TrainConfig(method="automix", weight_decay=0.0).resolved("weight_decay") == 0
+    with pytest.raises(ValueError, match="weight_decay=-1"):
+        training.TrainConfig(weight_decay=-1.0).validate()
+    with pytest.raises(ValueError, match="batch_norm='tf'"):
+        training.TrainConfig(batch_norm="tf").validate()
+    with pytest.raises(ValueError, match="batch_norm='tf'"):
+        training.build_classifier("small_resnet", 10, (32, 32, 3), batch_norm="tf")
+    with pytest.raises(ValueError, match="own networks"):
+        training.build_classifier("MobileNetV2", 10, (32, 32, 3), decay_all_weights=True)
     assert training.parse_method_args(["k_max=3", "p_self=0.05", "merge=sum",
                                        "methods=('mixup','cutmix')"]) == {
         "k_max": 3, "p_self": 0.05, "merge": "sum", "methods": ("mixup", "cutmix")}
@@ -255,9 +279,13 @@ def test_command_refuses_bad_method_arguments_by_name(capsys):
 def test_command_trains_and_shows(tmp_path, capsys):
     out = tmp_path / "run"
     code = cli.main(["train", "--method", "mixup", "--epochs", "1", "--limit", "48",
-                     "--batch-size", "16", "--min-lr", "0.01", "--quiet", "--output", str(out)])
+                     "--batch-size", "16", "--min-lr", "0.01", "--weight-decay", "1e-3",
+                     "--decay-all-weights", "--batch-norm", "torch", "--quiet",
+                     "--output", str(out)])
     assert code == 0
-    assert json.load(open(out / "report.json"))["min_lr"] == 0.01
+    report = json.load(open(out / "report.json"))
+    assert (report["min_lr"], report["weight_decay"], report["decay_all_weights"],
+            report["batch_norm"]) == (0.01, 1e-3, True, "torch")
     printed = capsys.readouterr().out
     assert "test top-1 accuracy" in printed and "seconds per epoch" in printed
     assert {"history.json", "curves.png", "samples.png", "report.json", "model.keras"} <= set(

@@ -97,8 +97,13 @@ class AutoMix(DistributedBuildMixin, keras.Model):
     in OpenMixup's CIFAR configs (`mask_loss=0.1`, no schedule);
     `mask_loss_schedule="linear"` decreases it linearly to 0 instead, the AAAI
     paper's description (eq. 6). The Mix Block's kernels take
-    `mix_block_weight_decay` (OpenMixup decays every weight; the `keras-miamix`
-    trainer passes the classifier's).
+    `mix_block_weight_decay`, and its biases too with
+    `mix_block_decay_all_weights` (OpenMixup's SGD decays every weight; the
+    `keras-miamix` trainer passes the classifier's settings, by default for
+    AutoMix OpenMixup's 1e-4 on every weight with PyTorch's BatchNorm
+    constants: `training.methods.METHOD_SETTINGS`). The regularisation added
+    to the loss is that of every optimised weight: the student, its mixed
+    head and the Mix Block.
 
     The schedules need the length of training. `fit` reads it from Keras
     (below); anywhere else (`train_on_batch`, a custom loop calling
@@ -155,6 +160,9 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             Defaults to False, the official CIFAR setting.
         mix_block_weight_decay: L2 factor on the Mix Block's kernels (see
             `MixBlock`). Defaults to 0.
+        mix_block_decay_all_weights: decay its biases too (`MixBlock`'s
+            `decay_all_weights`, PyTorch's SGD on every weight). Defaults to
+            False.
         total_steps: optimizer steps of the whole training, for the
             schedules; when None each `fit` reads it from Keras (see `fit`),
             and outside `fit` it is required.
@@ -190,6 +198,7 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         separate_heads=True,
         head_one_mix=False,
         mix_block_weight_decay=0.0,
+        mix_block_decay_all_weights=False,
         total_steps=None,
         from_logits=True,
         seed=None,
@@ -253,7 +262,9 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             self.teacher.inputs, [layer_output(self.teacher, feature_layer),
                                   self.teacher.outputs[0]])
         self.mix_block = MixBlock(reduction=reduction, lambda_concat=lambda_concat,
-                                  weight_decay=mix_block_weight_decay, name="mix_block")
+                                  weight_decay=mix_block_weight_decay,
+                                  decay_all_weights=mix_block_decay_all_weights,
+                                  name="mix_block")
         self.mix_block.build(self._teacher_features.output.shape)
         self.seed_state = add_seed_state(self, seed)
         self.total_steps = self.add_weight(shape=(), dtype="int64", trainable=False,
@@ -420,10 +431,12 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         one_seed = next_seed(self.seed_state) if self.head_one_mix else None
         out = self.compute_losses(x, y, lam_mb, lam_bb, idx_mb, idx_bb, step,
                                   sample_weight, one_seed)
-        # Regularisation (weight decay as kernel L2) of the student and the
-        # Mix Block, which Keras adds for compiled losses.
+        # Regularisation (weight decay as L2) of everything optimised: the
+        # student, its mixed-batch head and the Mix Block, which Keras adds
+        # for compiled losses.
         regularization = kb.convert(0.0, "float32")
-        for r in self.student.losses + self.mix_block.losses:
+        heads = self.student_head_mix.losses if self.separate_heads else []
+        for r in self.student.losses + heads + self.mix_block.losses:
             regularization = regularization + kb.cast(r, "float32")
         out["loss"] = (out["loss_student"] + out["loss_mix_block"] + out["mask_loss"]
                        + regularization)
@@ -598,6 +611,11 @@ class AutoMix(DistributedBuildMixin, keras.Model):
         """The Mix Block's L2 factor (kept by the Mix Block)."""
         return self.mix_block.weight_decay
 
+    @property
+    def mix_block_decay_all_weights(self):
+        """Whether the Mix Block's biases are decayed (kept by the Mix Block)."""
+        return self.mix_block.decay_all_weights
+
     def _require_schedule_length(self):
         """Raises unless the schedules know the length of training: given as
         `total_steps`, set by a `fit`, or restored (a loaded model's count),
@@ -651,6 +669,7 @@ class AutoMix(DistributedBuildMixin, keras.Model):
             "separate_heads": self.separate_heads,
             "head_one_mix": self.head_one_mix,
             "mix_block_weight_decay": self.mix_block_weight_decay,
+            "mix_block_decay_all_weights": self.mix_block_decay_all_weights,
             "total_steps": self._fixed_total_steps,
             "from_logits": self.from_logits,
             "seed": self.seed,

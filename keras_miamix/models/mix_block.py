@@ -43,6 +43,8 @@ class MixBlock(keras.layers.Layer):
             so `weight_decay / 2` gives PyTorch's SGD `weight_decay`, which
             OpenMixup applies to the Mix Block as to every weight). Defaults
             to 0.
+        decay_all_weights: decay the two biases too, as PyTorch's SGD does
+            in OpenMixup. Defaults to False (kernels only).
 
     Call arguments:
         features: (B, h, w, C) feature maps.
@@ -51,7 +53,8 @@ class MixBlock(keras.layers.Layer):
         image_size: (H, W) of the mask.
     """
 
-    def __init__(self, reduction=2, lambda_concat=False, weight_decay=0.0, **kwargs):
+    def __init__(self, reduction=2, lambda_concat=False, weight_decay=0.0,
+                 decay_all_weights=False, **kwargs):
         super().__init__(**kwargs)
         if int(reduction) != reduction or reduction < 1:
             raise ValueError(f"`reduction` must be an integer >= 1; received {reduction!r}.")
@@ -60,6 +63,7 @@ class MixBlock(keras.layers.Layer):
         if not weight_decay >= 0:
             raise ValueError(f"`weight_decay` must be >= 0; received {weight_decay!r}.")
         self.weight_decay = float(weight_decay)
+        self.decay_all_weights = bool(decay_all_weights)
         init = keras.initializers.RandomNormal(stddev=0.01)
         self._init = init
 
@@ -68,12 +72,13 @@ class MixBlock(keras.layers.Layer):
         in_channels = channels + (1 if self.lambda_concat else 0)
         self.inter_channels = max(channels // self.reduction, 1)
         reg = keras.regularizers.l2(self.weight_decay) if self.weight_decay else None
+        bias_reg = reg if self.decay_all_weights else None
         self.query = keras.layers.Dense(self.inter_channels, kernel_initializer=self._init,
                                         bias_initializer="zeros", kernel_regularizer=reg,
-                                        name="query")
+                                        bias_regularizer=bias_reg, name="query")
         self.value = keras.layers.Dense(1, kernel_initializer=self._init,
                                         bias_initializer="zeros", kernel_regularizer=reg,
-                                        name="value")
+                                        bias_regularizer=bias_reg, name="value")
         self.query.build((None, in_channels))
         self.value.build((None, in_channels))
         self.built = True
@@ -99,7 +104,8 @@ class MixBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"reduction": self.reduction, "lambda_concat": self.lambda_concat,
-                       "weight_decay": self.weight_decay})
+                       "weight_decay": self.weight_decay,
+                       "decay_all_weights": self.decay_all_weights})
         return config
 
 

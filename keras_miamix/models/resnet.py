@@ -19,9 +19,7 @@ from keras import layers
 STAGES = ("stem", "stage1", "stage2", "stage3", "stage4", "head")
 
 
-def _basic_block(x, filters, stride, name, weight_decay, synchronized=False):
-    bn = functools.partial(layers.BatchNormalization, synchronized=synchronized)
-    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+def _basic_block(x, filters, stride, name, reg, bn):
     shortcut = x
     y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False,
                       kernel_regularizer=reg, name=f"{name}_conv1")(x)
@@ -47,6 +45,9 @@ def cifar_resnet(
     normalization=None,
     name="resnet",
     synchronized_bn=False,
+    bn_momentum=0.99,
+    bn_epsilon=1e-3,
+    decay_all_weights=False,
 ):
     """Builds a CIFAR-style ResNet of basic blocks as a chain of named stages.
 
@@ -69,6 +70,18 @@ def cifar_resnet(
             synchronized=True)`), so that every replica and worker also keeps
             the same moving statistics; by default each replica normalises with
             its own batch and keeps its own moving statistics.
+        bn_momentum, bn_epsilon: every `BatchNormalization`'s `momentum` and
+            `epsilon`. Defaults to Keras's 0.99 and 1e-3; PyTorch's
+            `BatchNorm2d` defaults (`momentum=0.1`, `eps=1e-5`, the official
+            code of the papers) are `bn_momentum=0.9, bn_epsilon=1e-5` (Keras
+            weighs the old moving statistics by `momentum`, PyTorch the new
+            batch's; PyTorch also keeps the unbiased batch variance, Keras the
+            biased one, a factor n / (n - 1) over n = batch x H x W values).
+        decay_all_weights: put `weight_decay` on every weight, BatchNorm's
+            scale and offset and the head's bias too, as
+            `torch.optim.SGD(weight_decay=...)` does without parameter groups
+            (OpenMixup's configs); by default only convolution and dense
+            kernels are decayed.
 
     Returns:
         A functional `keras.Model` mapping images to logits whose layers are
@@ -86,6 +99,10 @@ def cifar_resnet(
             f"received filters={filters!r}, blocks_per_stage={blocks_per_stage!r}."
         )
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    all_reg = reg if decay_all_weights else None
+    bn = functools.partial(layers.BatchNormalization, synchronized=synchronized_bn,
+                           momentum=bn_momentum, epsilon=bn_epsilon,
+                           gamma_regularizer=all_reg, beta_regularizer=all_reg)
     inputs = keras.Input(input_shape, name="images")
 
     stem_in = keras.Input(input_shape)
@@ -96,7 +113,7 @@ def cifar_resnet(
         x = layers.Normalization(mean=mean, variance=std, name="normalize")(x)
     x = layers.Conv2D(filters[0], 3, padding="same", use_bias=False, kernel_regularizer=reg,
                       name="stem_conv")(x)
-    x = layers.BatchNormalization(synchronized=synchronized_bn, name="stem_bn")(x)
+    x = bn(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     stem = keras.Model(stem_in, x, name="stem")
 
@@ -107,13 +124,14 @@ def cifar_resnet(
         y = stage_in
         for b in range(blocks):
             y = _basic_block(y, channels, stride if b == 0 else 1,
-                             f"stage{s}_block{b + 1}", weight_decay, synchronized_bn)
+                             f"stage{s}_block{b + 1}", reg, bn)
         stage = keras.Model(stage_in, y, name=f"stage{s}")
         h = stage(h)
 
     head_in = keras.Input(h.shape[1:])
     z = layers.GlobalAveragePooling2D(name="pool")(head_in)
-    z = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(z)
+    z = layers.Dense(num_classes, kernel_regularizer=reg, bias_regularizer=all_reg,
+                     name="logits")(z)
     head = keras.Model(head_in, z, name="head")
     return keras.Model(inputs, head(h), name=name)
 
@@ -127,6 +145,7 @@ def cifar_resnet18(
     normalization=None,
     name="resnet18",
     synchronized_bn=False,
+    **kwargs,
 ):
     """Builds the CIFAR ResNet-18 as a chain of named stages.
 
@@ -140,6 +159,8 @@ def cifar_resnet18(
         normalization: optional per-channel `(mean, std)` (see `cifar_resnet`).
         name: model name.
         synchronized_bn: see `cifar_resnet`.
+        **kwargs: `cifar_resnet`'s `bn_momentum`, `bn_epsilon`,
+            `decay_all_weights`.
 
     Returns:
         A functional `keras.Model` mapping images to logits whose layers are
@@ -152,7 +173,8 @@ def cifar_resnet18(
     ['stem', 'stage1', 'stage2', 'stage3', 'stage4', 'head']
     """
     return cifar_resnet(num_classes, input_shape, tuple(width * m for m in (1, 2, 4, 8)),
-                        blocks_per_stage, weight_decay, normalization, name, synchronized_bn)
+                        blocks_per_stage, weight_decay, normalization, name, synchronized_bn,
+                        **kwargs)
 
 
 def small_resnet(
@@ -163,11 +185,12 @@ def small_resnet(
     normalization=None,
     name="small_resnet",
     synchronized_bn=False,
+    **kwargs,
 ):
     """A small CIFAR ResNet for quick runs: stages of 32, 64 and 128 filters,
     one basic block (two 3x3 convolutions) each, global pooling and a dense
     head; about 0.31M weights, the network of the accuracy benchmark. The
-    arguments are those of `cifar_resnet`.
+    arguments (and `**kwargs`) are those of `cifar_resnet`.
 
     Example:
 
@@ -176,4 +199,4 @@ def small_resnet(
     ['stem', 'stage1', 'stage2', 'stage3', 'head']
     """
     return cifar_resnet(num_classes, input_shape, tuple(filters), (1,) * len(filters),
-                        weight_decay, normalization, name, synchronized_bn)
+                        weight_decay, normalization, name, synchronized_bn, **kwargs)

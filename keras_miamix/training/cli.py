@@ -55,7 +55,16 @@ def build_parser():
     train.add_argument("--min-lr", type=float,
                        help="the floor of the cosine decay (default: the method's, 1e-3 for "
                             "automix as in its paper's CIFAR-10 runs, else 0)")
-    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument("--weight-decay", type=float,
+                       help="PyTorch-style SGD weight decay (default: the method's, 1e-4 for "
+                            "automix as in OpenMixup's CIFAR configs, else 5e-4)")
+    train.add_argument("--decay-all-weights", action=argparse.BooleanOptionalAction,
+                       help="decay BatchNorm's weights and the biases too, as PyTorch's SGD "
+                            "(default: the method's, on for automix, else kernels only)")
+    train.add_argument("--batch-norm", choices=("keras", "torch"),
+                       help="BatchNormalization constants: Keras's (momentum 0.99, epsilon "
+                            "1e-3) or PyTorch's (0.1 on the new batch, 1e-5); default: the "
+                            "method's, torch for automix, else keras")
     train.add_argument("--no-augment", action="store_true",
                        help="no random flip and pad-and-crop before mixing")
     train.add_argument("--limit", type=int, help="use only this many training images")
@@ -121,6 +130,7 @@ def _train(args):
         where=args.where, dataset=args.dataset, data_dir=args.data_dir,
         image_size=args.image_size, limit=args.limit, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
+        decay_all_weights=args.decay_all_weights, batch_norm=args.batch_norm,
         augment=not args.no_augment, seed=args.seed, jit=args.jit,
         data_service=args.data_service,
         output=args.output or os.path.join(

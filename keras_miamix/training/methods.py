@@ -28,18 +28,36 @@ AUGMIX_MODEL_ARGS = ("jsd", "jsd_weight")
 KERAS_BASELINES = ("keras_mixup", "keras_cutmix")
 METHODS = ("none", *LAYER_METHODS, *MODEL_METHODS, *KERAS_BASELINES)
 OWN_MODELS = ("small_resnet", "resnet18")
-# The cosine schedule's floor (`lr_min`) of a method where its paper sets
-# one for CIFAR-10: AutoMix's (Liu et al., arXiv 2103.13027, sec. 4.4.2:
-# "for the CIFAR-10 dataset, we set the lr_min to 1e-3", with lr 0.1; its
-# Table 11 on CIFAR-100: 80.46 with 0, 81.63 with 1e-2; OpenMixup's
-# CIFAR-100 ResNet-18 config uses 5e-2). Every other method decays to 0, as
-# in that paper's CIFAR-10 table.
-DEFAULT_MIN_LR = {"automix": 1e-3}
+# The optimisation settings every method trains with unless it has its own
+# below: the cosine decays to 0, weight decay 5e-4 on the convolution and
+# dense kernels, Keras's BatchNormalization constants.
+PROTOCOL_SETTINGS = {"min_lr": 0.0, "weight_decay": 5e-4, "decay_all_weights": False,
+                     "batch_norm": "keras"}
+# A method's own settings where its official CIFAR configuration differs.
+# AutoMix: OpenMixup's `configs/classification/cifar*/automix/` (SGD with
+# `weight_decay=0.0001` on every parameter, Mix Block included, PyTorch's
+# BatchNorm2d) and the cosine's floor (`lr_min`) of its paper (Liu et al.,
+# arXiv 2103.13027, sec. 4.4.2: "for the CIFAR-10 dataset, we set the lr_min
+# to 1e-3", with lr 0.1; its Table 11 on CIFAR-100: 80.46 with 0, 81.63 with
+# 1e-2; OpenMixup's CIFAR-100 ResNet-18 config uses 5e-2).
+METHOD_SETTINGS = {
+    "automix": {"min_lr": 1e-3, "weight_decay": 1e-4, "decay_all_weights": True,
+                "batch_norm": "torch"},
+}
+# `batch_norm` -> every BatchNormalization's (momentum, epsilon): Keras's
+# defaults, or PyTorch's BatchNorm2d (momentum 0.1 on the new batch, eps 1e-5).
+BATCH_NORM = {"keras": (0.99, 1e-3), "torch": (0.9, 1e-5)}
+
+
+def default_setting(method, name):
+    """The value of optimisation setting `name` ("min_lr", "weight_decay",
+    "decay_all_weights", "batch_norm") that `method` trains with by default."""
+    return METHOD_SETTINGS.get(method, {}).get(name, PROTOCOL_SETTINGS[name])
 
 
 def default_min_lr(method):
     """The learning rate's floor that `method` trains with by default."""
-    return DEFAULT_MIN_LR.get(method, 0.0)
+    return default_setting(method, "min_lr")
 
 
 def l2_factor(weight_decay):
@@ -66,7 +84,8 @@ def parse_method_args(items):
     return args
 
 
-def build_classifier(name, num_classes, input_shape, normalization=None, weight_decay=0.0):
+def build_classifier(name, num_classes, input_shape, normalization=None, weight_decay=0.0,
+                     decay_all_weights=False, batch_norm="keras"):
     """A classifier (images in pixel units to logits).
 
     Args:
@@ -80,14 +99,27 @@ def build_classifier(name, num_classes, input_shape, normalization=None, weight_
         weight_decay: PyTorch-style SGD weight decay; our own networks get an
             L2 penalty of `weight_decay / 2` on their kernels, whose gradient is
             `weight_decay * w`, like `torch.optim.SGD(weight_decay=...)`.
+        decay_all_weights: our own networks: decay BatchNorm's scale and
+            offset and the head's bias too (PyTorch's SGD on every weight).
+        batch_norm: our own networks' BatchNormalization constants, "keras"
+            (momentum 0.99, epsilon 1e-3) or "torch" (PyTorch's BatchNorm2d:
+            0.9 and 1e-5 in Keras's terms); see `BATCH_NORM`.
     """
+    if batch_norm not in BATCH_NORM:
+        raise ValueError(f"`batch_norm` must be one of {tuple(BATCH_NORM)}; received "
+                         f"batch_norm={batch_norm!r}.")
     l2 = l2_factor(weight_decay)
-    if name == "small_resnet":
-        return mix_models.small_resnet(num_classes, input_shape, weight_decay=l2,
-                                       normalization=normalization)
-    if name == "resnet18":
-        return mix_models.cifar_resnet18(num_classes, input_shape, weight_decay=l2,
-                                         normalization=normalization)
+    if name in OWN_MODELS:
+        bn_momentum, bn_epsilon = BATCH_NORM[batch_norm]
+        builder = mix_models.small_resnet if name == "small_resnet" else mix_models.cifar_resnet18
+        return builder(num_classes, input_shape, weight_decay=l2, normalization=normalization,
+                       bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                       decay_all_weights=decay_all_weights)
+    if decay_all_weights or batch_norm != "keras":
+        raise ValueError(
+            "`decay_all_weights` and `batch_norm` apply to this package's own networks "
+            f"{OWN_MODELS}; received model={name!r} with decay_all_weights="
+            f"{decay_all_weights!r}, batch_norm={batch_norm!r}.")
     builder = getattr(keras.applications, name, None)
     if builder is None or not callable(builder):
         raise ValueError(
@@ -118,7 +150,8 @@ def build_classifier(name, num_classes, input_shape, normalization=None, weight_
 
 
 def build_training_model(method, classifier, num_classes, where="data", method_args=None,
-                         seed=None, total_steps=None, weight_decay=0.0, input_std=None):
+                         seed=None, total_steps=None, weight_decay=0.0, input_std=None,
+                         decay_all_weights=False):
     """The model to compile and the mixing function for the input pipeline.
 
     Args:
@@ -133,6 +166,9 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
         total_steps: optimizer steps of the whole run (AutoMix's schedules).
         weight_decay: the classifier's PyTorch-style weight decay, which
             AutoMix's Mix Block gets too (OpenMixup decays every weight).
+        decay_all_weights: whether the classifier's biases and BatchNorm
+            weights are decayed too; AutoMix's Mix Block then decays its
+            biases.
         input_std: the per-channel std the classifier normalises by
             (PuzzleMix takes its saliency on the normalised input).
 
@@ -170,6 +206,7 @@ def build_training_model(method, classifier, num_classes, where="data", method_a
                                       **model_args), None
     method_args.setdefault("total_steps", total_steps)
     method_args.setdefault("mix_block_weight_decay", l2_factor(weight_decay))
+    method_args.setdefault("mix_block_decay_all_weights", bool(decay_all_weights))
     return mix_models.AutoMix(classifier, num_classes=num_classes, seed=seed,
                               **method_args), None
 

@@ -40,10 +40,18 @@ class TrainConfig:
         limit: use only this many training images.
         test_limit: use only this many test images.
         model: "small_resnet", "resnet18" or a `keras.applications` name.
-        epochs, batch_size, lr, momentum, weight_decay: the optimisation.
-        min_lr: the floor of the cosine decay; None: the method's default
-            (`methods.DEFAULT_MIN_LR`: 1e-3 for AutoMix, its paper's CIFAR-10
-            value; 0 for the others).
+        epochs, batch_size, lr, momentum: the optimisation.
+        min_lr: the floor of the cosine decay.
+        weight_decay: PyTorch-style SGD weight decay (an L2 of half of it).
+        decay_all_weights: decay every weight (BatchNorm's, biases) of the
+            package's own networks, not only the kernels.
+        batch_norm: "keras" or "torch", the BatchNormalization constants of
+            the package's own networks (`methods.BATCH_NORM`).
+            For these four, None (the default) means the method's own setting:
+            `methods.PROTOCOL_SETTINGS` (floor 0, weight decay 5e-4 on the
+            kernels, Keras's constants) except where
+            `methods.METHOD_SETTINGS` has the official configuration
+            (AutoMix: floor 1e-3, 1e-4 on every weight, PyTorch's constants).
         augment: random flip and 4-pixel pad-and-crop before mixing. MiAMix
             (with `--where data` or `device`) makes its own two views with the
             same flip and crop instead; with `augment=False` it gets
@@ -77,7 +85,9 @@ class TrainConfig:
     lr: float = 0.1
     min_lr: float = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = None
+    decay_all_weights: bool = None
+    batch_norm: str = None
     augment: bool = True
     steps_per_epoch: int = None
     seed: int = 0
@@ -96,18 +106,26 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be positive; received lr={self.lr!r}.")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"`weight_decay` must be >= 0; received {self.weight_decay!r}.")
+        if not self.resolved("weight_decay") >= 0:
+            raise ValueError("`weight_decay` must be >= 0; received "
+                             f"weight_decay={self.weight_decay!r}.")
         if not 0 <= self.resolved_min_lr() <= self.lr:
             given = "" if self.min_lr is not None else f" ({self.method}'s default)"
             raise ValueError(f"`min_lr` must be between 0 and lr={self.lr!r}; received "
                              f"min_lr={self.resolved_min_lr()!r}{given}.")
+        if self.resolved("batch_norm") not in methods_lib.BATCH_NORM:
+            raise ValueError(f"`batch_norm` must be one of {tuple(methods_lib.BATCH_NORM)}; "
+                             f"received batch_norm={self.batch_norm!r}.")
+
+    def resolved(self, name):
+        """Setting `name` ("min_lr", "weight_decay", "decay_all_weights",
+        "batch_norm"), or the method's default where it is None."""
+        value = getattr(self, name)
+        return methods_lib.default_setting(self.method, name) if value is None else value
 
     def resolved_min_lr(self):
         """`min_lr`, or the method's default where it is None."""
-        if self.min_lr is None:
-            return methods_lib.default_min_lr(self.method)
-        return float(self.min_lr)
+        return float(self.resolved("min_lr"))
 
 
 @dataclasses.dataclass
@@ -160,13 +178,16 @@ def train(config, data=None, callbacks=None):
     if config.steps_per_epoch:
         steps = min(steps, math.ceil(data.train_size / config.batch_size))
     total_steps = steps * config.epochs
+    weight_decay = float(config.resolved("weight_decay"))
+    decay_all = bool(config.resolved("decay_all_weights"))
     classifier = methods_lib.build_classifier(
         config.model, data.num_classes, data.image_shape, (data.mean, data.std),
-        config.weight_decay)
+        weight_decay, decay_all, config.resolved("batch_norm"))
     method_args, augment = augmentation_plan(config)
     model, mixer = methods_lib.build_training_model(
         config.method, classifier, data.num_classes, config.where, method_args,
-        config.seed, total_steps, config.weight_decay, input_std=data.std)
+        config.seed, total_steps, weight_decay, input_std=data.std,
+        decay_all_weights=decay_all)
     train_ds = data_lib.train_pipeline(
         data, config.batch_size, config.seed, augment, mixer,
         data_service=config.data_service)
@@ -217,7 +238,9 @@ def train(config, data=None, callbacks=None):
         "batch_size": config.batch_size,
         "lr": config.lr,
         "min_lr": min_lr,
-        "weight_decay": config.weight_decay,
+        "weight_decay": weight_decay,
+        "decay_all_weights": decay_all,
+        "batch_norm": config.resolved("batch_norm"),
         "seed": config.seed,
         "jit": config.jit,
         "test_accuracy": float(scores["accuracy"]),

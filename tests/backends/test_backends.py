@@ -477,10 +477,14 @@ def automix_on_fixed_draws():
     step's draws (two lambdas, two permutations) fixed: the only randomness
     left is the backend's arithmetic. Returns each step's logs and, after the
     steps, the teacher's and the student's predictions and the Mix Block's
-    masks."""
-    net = km.models.small_resnet(num_classes=4, input_shape=(8, 8, 3), filters=(4, 4, 4))
+    masks. The optimisation is the official configuration's: weight decay on
+    every weight (here 0.01), PyTorch's BatchNorm constants."""
+    net = km.models.small_resnet(num_classes=4, input_shape=(8, 8, 3), filters=(4, 4, 4),
+                                 weight_decay=0.01, decay_all_weights=True, bn_momentum=0.9,
+                                 bn_epsilon=1e-5)
     model = km.models.AutoMix(net, num_classes=4, seed=0, total_steps=6, momentum=0.9,
-                              momentum_end=0.99)
+                              momentum_end=0.99, mix_block_weight_decay=0.01,
+                              mix_block_decay_all_weights=True)
     rng = np.random.RandomState(0)
     for v in model.weights:
         if "float" in str(v.dtype):
@@ -501,7 +505,8 @@ def automix_on_fixed_draws():
     for _ in range(3):
         logs = model.train_on_batch(x, y, return_dict=True)
         out["steps"].append([float(logs[k]) for k in
-                             ("loss_student", "loss_mix_block", "mask_loss", "momentum")])
+                             ("loss", "loss_student", "loss_mix_block", "mask_loss",
+                              "momentum")])
     out["teacher"] = np_(model.predict(x, verbose=0)).tolist()
     out["student"] = np_(model.student.predict(x, verbose=0)).tolist()
     out["masks"] = np_(model.predict_masks(x, 0.4, draws[2]))[:, ::3, ::3, 0].tolist()
@@ -525,7 +530,9 @@ def test_automix_steps_match_the_tensorflow_reference():
         np.testing.assert_allclose(got[key], reference[key], rtol=1e-3, atol=5e-3,
                                    err_msg=key)
     # Not a constant: the steps changed the losses and the student.
-    assert reference["steps"][0][0] != reference["steps"][2][0]
+    assert reference["steps"][0][1] != reference["steps"][2][1]
+    # The weight decay is in the total: more than the three losses.
+    assert all(total > sum(parts[:3]) + 1e-3 for total, *parts in reference["steps"])
 
 
 if __name__ == "__main__":
