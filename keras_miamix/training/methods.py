@@ -55,9 +55,11 @@ def default_setting(method, name):
     return METHOD_SETTINGS.get(method, {}).get(name, PROTOCOL_SETTINGS[name])
 
 
-def default_min_lr(method):
-    """The learning rate's floor that `method` trains with by default."""
-    return default_setting(method, "min_lr")
+def check_batch_norm(batch_norm):
+    """Raises unless `batch_norm` names one of `BATCH_NORM`'s constant sets."""
+    if batch_norm not in BATCH_NORM:
+        raise ValueError(f"`batch_norm` must be one of {tuple(BATCH_NORM)}; received "
+                         f"batch_norm={batch_norm!r}.")
 
 
 def l2_factor(weight_decay):
@@ -105,9 +107,7 @@ def build_classifier(name, num_classes, input_shape, normalization=None, weight_
             (momentum 0.99, epsilon 1e-3) or "torch" (PyTorch's BatchNorm2d:
             0.9 and 1e-5 in Keras's terms); see `BATCH_NORM`.
     """
-    if batch_norm not in BATCH_NORM:
-        raise ValueError(f"`batch_norm` must be one of {tuple(BATCH_NORM)}; received "
-                         f"batch_norm={batch_norm!r}.")
+    check_batch_norm(batch_norm)
     l2 = l2_factor(weight_decay)
     if name in OWN_MODELS:
         bn_momentum, bn_epsilon = BATCH_NORM[batch_norm]

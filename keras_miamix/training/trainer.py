@@ -113,9 +113,7 @@ class TrainConfig:
             given = "" if self.min_lr is not None else f" ({self.method}'s default)"
             raise ValueError(f"`min_lr` must be between 0 and lr={self.lr!r}; received "
                              f"min_lr={self.resolved_min_lr()!r}{given}.")
-        if self.resolved("batch_norm") not in methods_lib.BATCH_NORM:
-            raise ValueError(f"`batch_norm` must be one of {tuple(methods_lib.BATCH_NORM)}; "
-                             f"received batch_norm={self.batch_norm!r}.")
+        methods_lib.check_batch_norm(self.resolved("batch_norm"))
 
     def resolved(self, name):
         """Setting `name` ("min_lr", "weight_decay", "decay_all_weights",
