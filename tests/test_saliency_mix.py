@@ -55,6 +55,10 @@ def sample_images():
         "non-square 37x53": [rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)] * 2,
         "96x128 photo-like": [cv2.resize(scene, (128, 96))] * 2,
         "constant": [np.full((20, 24, 3), 7, np.uint8), np.zeros((20, 24, 3), np.uint8)],
+        # Smaller than every window and than the blur's border: each window's
+        # edges repeat on both sides, a length-1 axis reflects onto itself.
+        **{f"tiny {h}x{w}": [rng.integers(0, 256, (h, w, 3), dtype=np.uint8)] * 2
+           for h, w in ((1, 1), (1, 9), (5, 1), (2, 3), (13, 4))},
     }
 
 

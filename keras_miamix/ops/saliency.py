@@ -33,22 +33,48 @@ def _rounds_down(t):
 _ROUNDS_DOWN = tuple(int(_rounds_down(t)) for t in range(256))
 
 
-def _reflect101(n):
-    """Indices -1..n of a length-n axis, reflected without repeating the edge
-    (OpenCV's BORDER_REFLECT_101, the default border of GaussianBlur)."""
-    idx = knp.abs(knp.arange(-1, n + 1, dtype="int32"))
-    idx = knp.where(idx > n - 1, 2 * (n - 1) - idx, idx)
-    return knp.maximum(idx, 0)
+def _take_clipped(x, start, size, axis):
+    """`x` at the indices `clip(start + arange(size), 0, n - 1)` along `axis`
+    (n = `x.shape[axis]`, static): what `gather` of those indices gives, by
+    slicing and repeating the edges. Slices are contiguous copies, where a
+    gather along an inner axis copies element by element (on CPU, XLA's
+    gathers made the blurs and windows below about three times slower)."""
+    n = x.shape[axis]
+    below = min(max(-start, 0), size)
+    above = min(max(start + size - n, 0), size)
+    first, middle = max(start, 0), size - below - above
+
+    def part(lo, hi):
+        return x[(slice(None),) * axis + (slice(lo, hi),)]
+
+    pieces = []
+    if below:
+        pieces.append(knp.repeat(part(0, 1), below, axis=axis))
+    if middle:
+        pieces.append(part(first, first + middle))
+    if above:
+        pieces.append(knp.repeat(part(n - 1, n), above, axis=axis))
+    return pieces[0] if len(pieces) == 1 else knp.concatenate(pieces, axis=axis)
+
+
+def _pad_reflect101(x, axis):
+    """`x` with one entry more on each side of `axis`, reflected without
+    repeating the edge (OpenCV's BORDER_REFLECT_101, the default border of
+    GaussianBlur; a length-1 axis repeats its one entry)."""
+    n = x.shape[axis]
+    if n == 1:
+        return knp.repeat(x, 3, axis=axis)
+    return knp.concatenate([_take_clipped(x, 1, 1, axis), x, _take_clipped(x, n - 2, 1, axis)],
+                           axis=axis)
 
 
 def _blur3(gray):
     """`cv2.GaussianBlur(gray, (3, 3), 0)` on (B, H, W) int32 values in
     [0, 255]: the kernel [1, 2, 1] / 4 along both axes, reflect-101 border,
     rounded half up once at the end (OpenCV's bit-exact 8-bit path)."""
-    height, width = gray.shape[1], gray.shape[2]
-    rows = kb.gather(gray, _reflect101(height), axis=1)
+    rows = _pad_reflect101(gray, 1)
     vert = rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]
-    cols = kb.gather(vert, _reflect101(width), axis=2)
+    cols = _pad_reflect101(vert, 2)
     total = cols[:, :, :-2] + 2 * cols[:, :, 1:-1] + cols[:, :, 2:]
     return knp.floor_divide(total + 8, 16)
 
@@ -140,14 +166,19 @@ def fine_grained_saliency(images):
     for n in NEIGHBOURHOODS:
         y1, y2 = _window_bounds(height, n)
         x1, x2 = _window_bounds(width, n)
-        top, bottom = kb.gather(integral, y1, axis=1), kb.gather(integral, y2, axis=1)
-        window = (kb.gather(bottom, x2, axis=2) + kb.gather(top, x1, axis=2)
-                  - kb.gather(bottom, x1, axis=2) - kb.gather(top, x2, axis=2))
+        # The window's sum, integral[y2, x2] + integral[y1, x1] - integral[y2, x1]
+        # - integral[y1, x2], as the difference of the rows' then the columns'.
+        rows = (_take_clipped(integral, n + 1, height, axis=1)
+                - _take_clipped(integral, 1 - n, height, axis=1))
+        window = (_take_clipped(rows, n + 1, width, axis=2)
+                  - _take_clipped(rows, 1 - n, width, axis=2))
         area = (y2 - y1)[:, None] * (x2 - x1)[None, :] - 1
         mean = _divide_float32(window - gray, area[None], zero)
-        diff = centre - mean
-        on_sum = on_sum + kb.cast(knp.where(diff > 0, knp.floor(diff), 0.0), "int32")
-        off_sum = off_sum + kb.cast(knp.where(diff < 0, knp.floor(-diff), 0.0), "int32")
+        # trunc(gray - mean): floor(max(diff, 0)) is its positive part, the
+        # on map, and floor(max(-diff, 0)) its negative part, the off map.
+        diff = kb.cast(centre - mean, "int32")
+        on_sum = on_sum + knp.maximum(diff, 0)
+        off_sum = off_sum + knp.maximum(-diff, 0)
     on = _scale_to_255(on_sum, kb.amax(on_sum, axis=(1, 2), keepdims=True))
     off = _scale_to_255(off_sum, kb.amax(off_sum, axis=(1, 2), keepdims=True))
     peak = knp.maximum(kb.amax(on, axis=(1, 2), keepdims=True),
