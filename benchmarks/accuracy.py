@@ -98,17 +98,23 @@ ADDED = ("saliencymix", "augmix", "puzzlemix")
 _STEPS_RATIO = 500 / 65
 _AUTOMIX_REVISION_1 = {"separate_heads": False, "mask_loss_schedule": "linear",
                        "mix_block_weight_decay": 0.0}
+#
+# SaliencyMix with `box="batch"` is the official code (one lambda, one map and
+# one box for the whole batch); the layer's default gives each sample its own,
+# kept as the default only if it trains as well (issue 35).
 VARIANTS = {
     "automix_head_one_mix": ("automix", {"head_one_mix": True, **_AUTOMIX_REVISION_1}),
     "automix_head_one_mix_epoch_ema": ("automix", {
         "head_one_mix": True, "momentum": 0.999 ** _STEPS_RATIO,
         "momentum_end": 0.999999 ** _STEPS_RATIO, **_AUTOMIX_REVISION_1}),
+    "saliencymix_box_batch": ("saliencymix", {"box": "batch"}),
 }
-# TrainConfig settings of a plan's name besides the protocol's: the variants
-# keep revision 1's optimisation (the floor 0, 5e-4 on the kernels, Keras's
-# BatchNorm constants).
+# TrainConfig settings of a plan's name besides the protocol's: the AutoMix
+# variants keep revision 1's optimisation (the floor 0, 5e-4 on the kernels,
+# Keras's BatchNorm constants).
 VARIANT_SETTINGS = {name: {"min_lr": 0.0, "weight_decay": 5e-4, "decay_all_weights": False,
-                           "batch_norm": "keras"} for name in VARIANTS}
+                           "batch_norm": "keras"}
+                    for name, (method, _) in VARIANTS.items() if method == "automix"}
 
 
 def run_settings(method, settings):
@@ -188,13 +194,15 @@ def default_plan():
     seed at a time (so the table fills evenly), then one seed of the rest,
     then AutoMix's further seeds, then AutoMix with `head_one_mix` (and with
     its momentum rescaled too), then a second seed of every other method,
-    then two seeds of each method added since (`ADDED`)."""
+    then two seeds of each method added since (`ADDED`), then SaliencyMix's
+    official one box per batch, two seeds."""
     plan = [(m, s) for s in (0, 1, 2) for m in HEADLINE]
     plan += [(m, 0) for m in OTHERS]
     plan += [("automix", 1), ("automix", 2)]
     plan += [("automix_head_one_mix", 0), ("automix_head_one_mix_epoch_ema", 0)]
     plan += [(m, 1) for m in SECOND_SEED]
     plan += [(m, s) for s in (0, 1) for m in ADDED]
+    plan += [("saliencymix_box_batch", 0), ("saliencymix_box_batch", 1)]
     return plan
 
 

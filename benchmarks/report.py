@@ -51,12 +51,13 @@ MIAMIX_TABLE3 = {"miamix": 58.99, "automix": 58.36, "mixup": 58.10, "none": 51.7
 SINGLE_METHODS = ("mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix",
                   "saliencymix")
 ORDER = ("none", "mixup", "cutmix", "fmix", "gridmix", "gmix", "agmix", "resizemix",
-         "saliencymix", "miamix", "manifold_mixup", "puzzlemix", "augmix", "automix",
-         "automix_head_one_mix",
-         "automix_head_one_mix_epoch_ema", "keras_mixup", "keras_cutmix")
+         "saliencymix", "saliencymix_box_batch", "miamix", "manifold_mixup", "puzzlemix",
+         "augmix", "automix", "automix_head_one_mix", "automix_head_one_mix_epoch_ema",
+         "keras_mixup", "keras_cutmix")
 NAMES = {"none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "fmix": "FMix",
          "gridmix": "GridMix", "gmix": "GMix", "agmix": "AGMix", "resizemix": "ResizeMix",
-         "saliencymix": "SaliencyMix", "miamix": "**MiAMix**", "manifold_mixup": "Manifold Mixup",
+         "saliencymix": "SaliencyMix", "saliencymix_box_batch": 'SaliencyMix, `box="batch"`',
+         "miamix": "**MiAMix**", "manifold_mixup": "Manifold Mixup",
          "augmix": "AugMix (JSD)", "puzzlemix": "PuzzleMix", "automix": "**AutoMix**",
          "keras_mixup": "Keras core `MixUp`", "keras_cutmix": "Keras core `CutMix`",
          "automix_head_one_mix": "AutoMix, `head_one_mix=True`",
@@ -251,6 +252,10 @@ def findings(results):
                      + "".join(f" AutoMix with {what} (not the default; {by[v]['mean']:.2f}, "
                                f"n={by[v]['n']}) is {compare(by[v], by['mixup'], spread, dof)}."
                                for v, what in AUTOMIX_VARIANTS.items() if v in by))
+    if "saliencymix" in by and "saliencymix_box_batch" in by:
+        lines.append(f"- **SaliencyMix: a box per sample (the default) or the official one per "
+                     f"batch?** {unit(by['saliencymix'])} is "
+                     f"{compare(by['saliencymix'], by['saliencymix_box_batch'], spread, dof)}.")
     if "none" in by:
         base = by["none"]
         parts = [f"{_plain(r)} {r['mca']:.2f} ({r['mca'] - base['mca']:+.2f})"

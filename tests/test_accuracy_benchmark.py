@@ -125,6 +125,11 @@ def test_the_plan_covers_every_method_with_the_seeds_the_issue_asks():
         assert accuracy.run_method(name) == (method, method_args)
         assert method in accuracy.training.METHODS and method_args
     assert accuracy.run_method("mixup") == ("mixup", {})
+    # SaliencyMix's official one box per batch, against the per-sample default.
+    assert accuracy.run_method("saliencymix_box_batch") == ("saliencymix", {"box": "batch"})
+    assert seeds["saliencymix_box_batch"] == [0, 1]
+    assert set(accuracy.VARIANT_SETTINGS) == {"automix_head_one_mix",
+                                              "automix_head_one_mix_epoch_ema"}
     # The rescaled teacher keeps per epoch of 65 steps what the official one
     # keeps per epoch of 500 steps, at the schedule's start and end.
     _, rescaled = accuracy.run_method("automix_head_one_mix_epoch_ema")
@@ -300,6 +305,11 @@ def test_findings_on_hand_made_runs():
         "AutoMix with `head_one_mix=True` and the teacher's momentum rescaled to the official "
         "run's horizon in epochs (not the default; 80.00, n=1) is below MixUp (82.00, n=2) "
         "by 2.00, within the spread")
+    assert "SaliencyMix: a box per sample" not in text  # no box="batch" run
+    saliency = [run("saliencymix", 0, 0.78), run("saliencymix", 1, 0.80),
+                run("saliencymix_box_batch", 0, 0.77)]
+    assert ("SaliencyMix (79.00, n=2) is above SaliencyMix, box=\"batch\" (77.00, n=1) by "
+            "2.00, within the spread") in report.findings({"runs": [*runs, *saliency]})
     assert "MixUp 49.00 (-1.00)" in text and "MiAMix 60.00 (+10.00)" in text
     assert "AutoMix's ECE is 5.00%, the lowest of all methods here." in text
     assert "here MiAMix 95.00 > MixUp 82.00 > CutMix 79.00, the same order." in text
